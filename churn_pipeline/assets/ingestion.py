@@ -1,0 +1,33 @@
+"""Stage 1: the day's landing file as delivered."""
+
+import dagster as dg
+import pandas as pd
+
+from churn_pipeline.assets._metadata import table_metadata
+from churn_pipeline.dagster_types import frame_type
+from churn_pipeline.logic.ingest import SnapshotFileError, read_snapshot, snapshot_path
+from churn_pipeline.partitions import daily_partitions
+from churn_pipeline.resources.pipeline_config import PipelineConfig
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="ingestion",
+    dagster_type=frame_type("raw_customers"),
+    metadata=table_metadata("raw_customers"),
+    kinds={"pandas", "sql"},
+)
+def raw_customers(context: dg.AssetExecutionContext, pipeline: PipelineConfig) -> pd.DataFrame:
+    """The day's customer snapshot (`customers_YYYY-MM-DD.csv` in the landing folder), every value
+    kept verbatim as text, with its file name, line number and load time. A file that cannot be read
+    as a Telco snapshot stops the run here, before anything is written."""
+    path = snapshot_path(pipeline.landing_dir, context.partition_key)
+    try:
+        frame = read_snapshot(path, context.partition_key)
+    except SnapshotFileError as error:
+        raise dg.Failure(str(error)) from None
+    context.add_output_metadata(
+        {"source_file": dg.MetadataValue.path(str(path)), "rows_read": len(frame),
+         "file_bytes": path.stat().st_size}
+    )
+    return frame

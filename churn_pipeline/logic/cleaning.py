@@ -1,0 +1,224 @@
+"""Raw snapshot rows → typed ``clean_customers`` and ``rejected_customers``.
+
+Every raw row ends in exactly one of the two tables, so rows read = clean + rejected.
+
+Normalised, not rejected (harmless variants): whitespace around any value, the letter case of
+category values (``month-to-month`` → ``Month-to-month``), ``SeniorCitizen`` given as Yes/No, and a
+blank ``TotalCharges`` with ``tenure`` 0 (a new customer with no bill yet: 0).
+
+Rejected, with a reason code naming the column and value:
+``missing_value``, ``bad_number`` (not a finite number), ``out_of_range`` (negative or absurd),
+``unknown_category``, ``bad_label`` (``Churn`` not Yes/No/blank), ``inconsistent_services``
+(e.g. no internet but an internet add-on), ``id_too_long``, ``duplicate_row`` (a repeat of a row
+already kept) and ``duplicate_conflict`` (the same customer twice with different values: every
+copy is rejected, since we cannot know which is right).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from churn_pipeline.constants import CATEGORY_VALUES, INTERNET_ADDON_COLUMNS, TELCO_COLUMNS
+from churn_pipeline.schemas import ID_LENGTH, TENURE_BANDS, CleanCustomers, RejectedCustomers
+
+MAX_TENURE_MONTHS = 1200
+MAX_MONTHLY_CHARGES = 10_000.0
+# Billed to date can exceed monthly x tenure only by price changes; far beyond it is a data error.
+TOTAL_CHARGES_SLACK = 2.0
+
+_YES_NO_BOOL = {"Yes": True, "No": False}
+_SENIOR_VALUES = {"0": False, "1": True, "No": False, "Yes": True}
+_TENURE_EDGES = [-1, 5, 11, 23, 47, np.inf]
+
+
+def tenure_band(tenure_months: pd.Series) -> pd.Categorical:
+    return pd.cut(tenure_months, _TENURE_EDGES, labels=list(TENURE_BANDS)).astype(
+        pd.CategoricalDtype(list(TENURE_BANDS))
+    )
+
+
+class _Problems:
+    """Collects (row mask, code, message) without a Python loop over rows.
+
+    A message may hold ``{value}``: it is filled with the offending value, only for rejected rows.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.items: list[tuple[np.ndarray, str, str, pd.Series | None]] = []
+
+    def add(self, mask, code: str, message: str, values: pd.Series | None = None) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any():
+            self.items.append((mask, code, message, values))
+
+    def any(self) -> np.ndarray:
+        out = np.zeros(self.size, dtype=bool)
+        for mask, *_ in self.items:
+            out |= mask
+        return out
+
+    def describe(self, rows: np.ndarray) -> tuple[list[str], list[str]]:
+        """Reason codes and messages for the rows at positions ``rows``."""
+        codes: dict[int, list[str]] = {int(r): [] for r in rows}
+        texts: dict[int, list[str]] = {int(r): [] for r in rows}
+        for mask, code, message, values in self.items:
+            for position in np.flatnonzero(mask):
+                if position in codes:
+                    if code not in codes[position]:
+                        codes[position].append(code)
+                    value = "" if values is None else repr(str(values.iloc[position])[:40])
+                    texts[position].append(message.format(value=value))
+        return [",".join(codes[int(r)]) for r in rows], ["; ".join(texts[int(r)]) for r in rows]
+
+
+def _number(values: pd.Series, column: str, problems: _Problems, blank_ok: pd.Series | None = None) -> pd.Series:
+    blank = values == ""
+    allowed_blank = blank & (blank_ok if blank_ok is not None else False)
+    numbers = pd.to_numeric(values.where(~blank), errors="coerce")
+    finite = np.isfinite(numbers.to_numpy(dtype="float64", na_value=np.nan))
+    problems.add(blank & ~allowed_blank, "missing_value",
+                 f"{column} is blank" + (" but tenure is not 0" if blank_ok is not None else ""))
+    problems.add(~blank & ~finite, "bad_number", f"{column} is not a finite number: {{value}}", values)
+    return numbers.where(~allowed_blank, 0.0)
+
+
+def _category(values: pd.Series, column: str, problems: _Problems) -> pd.Series:
+    allowed = CATEGORY_VALUES[column]
+    canonical = {value.lower(): value for value in allowed}
+    mapped = values.str.lower().map(canonical)
+    blank = values == ""
+    problems.add(blank, "missing_value", f"{column} is blank")
+    problems.add(~blank & mapped.isna(), "unknown_category",
+                 f"{column} has unknown value {{value}} (allowed: {', '.join(allowed)})", values)
+    return mapped
+
+
+def clean_snapshot(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split raw rows into (clean_customers, rejected_customers)."""
+    values = {c: raw[c].astype(str).str.strip() for c in TELCO_COLUMNS}
+    problems = _Problems(len(raw))
+
+    customer_id = values["customerID"]
+    problems.add(customer_id == "", "missing_value", "customerID is blank")
+    problems.add(customer_id.str.len() > ID_LENGTH, "id_too_long", f"customerID is longer than {ID_LENGTH} characters")
+
+    categories = {c: _category(values[c], c, problems) for c in CATEGORY_VALUES}
+    senior = values["SeniorCitizen"].str.capitalize().map(_SENIOR_VALUES)
+    problems.add(values["SeniorCitizen"] == "", "missing_value", "SeniorCitizen is blank")
+    problems.add((values["SeniorCitizen"] != "") & senior.isna(), "unknown_category",
+                 "SeniorCitizen has unknown value {value} (allowed: 0, 1)", values["SeniorCitizen"])
+
+    tenure = _number(values["tenure"], "tenure", problems)
+    tenure_ok = tenure.notna() & np.isfinite(tenure)
+    problems.add(tenure_ok & ((tenure < 0) | (tenure > MAX_TENURE_MONTHS) | (tenure % 1 != 0)), "out_of_range",
+                 f"tenure {{value}} is not a whole number of months in 0..{MAX_TENURE_MONTHS}", values["tenure"])
+    monthly = _number(values["MonthlyCharges"], "MonthlyCharges", problems)
+    problems.add((monthly < 0) | (monthly > MAX_MONTHLY_CHARGES), "out_of_range",
+                 f"MonthlyCharges {{value}} is outside 0..{MAX_MONTHLY_CHARGES:,.0f}", values["MonthlyCharges"])
+    total = _number(values["TotalCharges"], "TotalCharges", problems, blank_ok=tenure == 0)
+    ceiling = TOTAL_CHARGES_SLACK * MAX_MONTHLY_CHARGES * tenure.clip(lower=1)
+    problems.add((total < 0) | (total > ceiling), "out_of_range",
+                 "TotalCharges {value} is negative or far above MonthlyCharges x tenure", values["TotalCharges"])
+
+    label_text = values["Churn"].str.capitalize()
+    churned = label_text.map(_YES_NO_BOOL)
+    problems.add((label_text != "") & churned.isna(), "bad_label",
+                 "Churn has unknown value {value} (allowed: Yes, No, blank)", values["Churn"])
+
+    no_phone = categories["PhoneService"] == "No"
+    problems.add(no_phone.fillna(False) & categories["MultipleLines"].notna()
+                 & (categories["MultipleLines"] != "No phone service"),
+                 "inconsistent_services", "MultipleLines must be 'No phone service' when PhoneService is No")
+    no_internet = (categories["InternetService"] == "No").fillna(False)
+    for addon in INTERNET_ADDON_COLUMNS:
+        addon_value = categories[addon]
+        problems.add(addon_value.notna() & (no_internet != (addon_value == "No internet service")),
+                     "inconsistent_services",
+                     f"{addon} {{value}} contradicts InternetService", values[addon])
+
+    typed = pd.DataFrame(
+        {
+            "snapshot_date": pd.to_datetime(raw["snapshot_date"]).astype("datetime64[ns]"),
+            "customer_id": customer_id,
+            "gender": categories["gender"],
+            "senior_citizen": senior,
+            "partner": categories["Partner"].map(_YES_NO_BOOL),
+            "dependents": categories["Dependents"].map(_YES_NO_BOOL),
+            "tenure_months": tenure,
+            "phone_service": categories["PhoneService"].map(_YES_NO_BOOL),
+            "multiple_lines": categories["MultipleLines"],
+            "internet_service": categories["InternetService"],
+            "online_security": categories["OnlineSecurity"],
+            "online_backup": categories["OnlineBackup"],
+            "device_protection": categories["DeviceProtection"],
+            "tech_support": categories["TechSupport"],
+            "streaming_tv": categories["StreamingTV"],
+            "streaming_movies": categories["StreamingMovies"],
+            "contract": categories["Contract"],
+            "paperless_billing": categories["PaperlessBilling"].map(_YES_NO_BOOL),
+            "payment_method": categories["PaymentMethod"],
+            "monthly_charges": monthly,
+            "total_charges": total,
+            "churned": churned,
+        },
+        index=raw.index,
+    )
+
+    valid = ~problems.any()
+    # Duplicates are judged among otherwise valid rows, on the normalised values.
+    value_columns = [c for c in typed.columns if c != "snapshot_date"]
+    candidates = typed[valid]
+    same_id = candidates["customer_id"].duplicated(keep=False)
+    if same_id.any():
+        repeated = candidates[same_id]
+        distinct = repeated.drop_duplicates(subset=value_columns)
+        conflicting_ids = distinct["customer_id"][distinct["customer_id"].duplicated(keep=False)].unique()
+        conflict = typed["customer_id"].isin(conflicting_ids) & valid
+        problems.add(conflict, "duplicate_conflict",
+                     "customerID {value} appears on several lines with different values", customer_id)
+        exact_repeat = candidates.duplicated(subset=value_columns, keep="first").reindex(typed.index, fill_value=False)
+        problems.add(exact_repeat & ~conflict, "duplicate_row",
+                     "repeat of an earlier line for customerID {value}", customer_id)
+        valid = ~problems.any()
+
+    clean = _typed_clean(typed[valid])
+    rejected = _rejected(raw, problems, np.flatnonzero(~valid))
+    return clean, rejected
+
+
+def _typed_clean(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for column in ("senior_citizen", "partner", "dependents", "phone_service", "paperless_billing"):
+        out[column] = out[column].astype(bool)
+    out["tenure_months"] = out["tenure_months"].astype("int64")
+    out["monthly_charges"] = out["monthly_charges"].astype("float64")
+    out["total_charges"] = out["total_charges"].astype("float64")
+    out["churned"] = out["churned"].astype("boolean")
+    out["tenure_band"] = tenure_band(out["tenure_months"])
+    for name, column in CleanCustomers.to_schema().columns.items():
+        if str(column.dtype) == "category":
+            out[name] = out[name].astype(pd.CategoricalDtype(list(column.dtype.categories)))
+    return out[list(CleanCustomers.to_schema().columns)].reset_index(drop=True)
+
+
+def _rejected(raw: pd.DataFrame, problems: _Problems, rows: np.ndarray) -> pd.DataFrame:
+    codes, reasons = problems.describe(rows)
+    subset = raw.iloc[rows]
+    originals = [json.dumps(dict(zip(TELCO_COLUMNS, row)), ensure_ascii=False)
+                 for row in subset[list(TELCO_COLUMNS)].itertuples(index=False, name=None)]
+    customer_id = subset["customerID"].astype(str).str.strip()
+    frame = pd.DataFrame(
+        {
+            "snapshot_date": pd.to_datetime(subset["snapshot_date"]).astype("datetime64[ns]"),
+            "source_line": subset["source_line"].astype("int64"),
+            "customer_id": customer_id.where(customer_id != "", None),
+            "reason_codes": pd.Series(codes, index=subset.index, dtype=object),
+            "reasons": pd.Series(reasons, index=subset.index, dtype=object),
+            "original_values": pd.Series(originals, index=subset.index, dtype=object),
+        }
+    )
+    return frame[list(RejectedCustomers.to_schema().columns)].reset_index(drop=True)
