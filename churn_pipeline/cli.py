@@ -61,6 +61,7 @@ def cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
     result = defs.resolve_job_def("churn_nightly").execute_in_process(
         partition_key=args.date, instance=instance, raise_on_error=False,
         tags={"churn/trigger": "cli"},
+        run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
     )
     if not result.success:
         for event in result.all_events:
@@ -110,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     materialize = commands.add_parser("materialize", help="run the whole graph for one snapshot day")
     materialize.add_argument("--date", type=_date, default=_today(), help="partition (snapshot date)")
     materialize.add_argument("--quiet", action="store_true", help="do not print the summary")
+    materialize.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                             help="Dagster event log level on the console")
     materialize.set_defaults(handler=cmd_materialize)
 
     summary = commands.add_parser("summary", help="print the day's KPIs and whom to call first")

@@ -3,7 +3,7 @@
 Each model validates the asset's output, and through :data:`TABLES` gives the MySQL/SQLite DDL
 (types, NOT NULL, primary key, indexes, column comments), the Dagster type and the UI column schema.
 Column ``metadata={"sql": ...}`` refines the SQL type where the pandas dtype is not enough
-(``date`` for a day stored in a ``datetime64`` column, ``text`` for long free text).
+(``date`` for a day stored in a ``datetime64`` column, ``text`` / ``long_text`` for free text).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ SEGMENT_TYPES = ("contract", "tenure_band", "internet_service", "payment_method"
 SCORE_SOURCES = ("cross_fitted", "final_model")
 
 DATE = {"sql": "date"}
-TEXT = {"sql": "text"}
+TEXT = {"sql": "text"}  # up to 64 KB
+LONG_TEXT = {"sql": "long_text"}  # up to 16 MB
 ID_LENGTH = 64
 
 
@@ -189,7 +190,7 @@ class ModelRuns(pa.DataFrameModel):
     data_hash: Series[str] = pa.Field(str_length={"max_value": ID_LENGTH}, description="Hash of the training features and labels")
     artifact_path: Series[str] = pa.Field(str_length={"max_value": 1024}, description="Model file")
     artifact_sha256: Series[str] = pa.Field(str_length={"min_value": 64, "max_value": 64}, description="SHA-256 of the model file; checked before every load")
-    card: Series[str] = pa.Field(description="Model card as JSON: features, parameters, candidates, metrics", metadata=TEXT)
+    card: Series[str] = pa.Field(description="Model card as JSON: features, parameters, candidates, metrics", metadata=LONG_TEXT)
 
     class Config:
         strict = True

@@ -39,6 +39,7 @@ class Settings:
     horizon_months: float
     schedule_cron: str
     schedule_timezone: str
+    schedule_day_offset: int
     partition_start: str
 
     @classmethod
@@ -57,6 +58,7 @@ class Settings:
             horizon_months=horizon,
             schedule_cron=os.environ.get("CHURN_SCHEDULE_CRON") or DEFAULT_SCHEDULE_CRON,
             schedule_timezone=os.environ.get("CHURN_SCHEDULE_TIMEZONE") or DEFAULT_SCHEDULE_TIMEZONE,
+            schedule_day_offset=int(_float_env("CHURN_SCHEDULE_DAY_OFFSET", 1)),
             partition_start=os.environ.get("CHURN_PARTITION_START") or DEFAULT_PARTITION_START,
         )
 

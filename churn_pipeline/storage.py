@@ -35,12 +35,13 @@ from churn_pipeline.settings import mask_url
 log = logging.getLogger(__name__)
 
 BulkMethod = Literal["auto", "load_data", "executemany"]
-# MySQL errors meaning "local infile is not allowed here" (server or client side).
-_LOCAL_INFILE_REFUSED = {1148, 2068, 3948, 1227}
+# MySQL/MariaDB errors meaning "local infile is not allowed here" (server or client side);
+# 4166 is MariaDB's ER_LOAD_INFILE_CAPABILITY_DISABLED (server local_infile=OFF).
+_LOCAL_INFILE_REFUSED = {1148, 2068, 3948, 1227, 4166}
 _INSERT_BATCH_ROWS = 5_000
 
 _DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-_TEXT = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+_LONG_TEXT = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 
 
 class StorageError(RuntimeError):
@@ -48,9 +49,9 @@ class StorageError(RuntimeError):
 
 
 def column_kind(column) -> str:
-    """The storage kind of a pandera column: date, datetime, bool, int, float, category, text, str."""
+    """The storage kind of a pandera column: date, datetime, bool, int, float, category, text, long_text, str."""
     sql = (column.metadata or {}).get("sql")
-    if sql in ("date", "text"):
+    if sql in ("date", "text", "long_text"):
         return sql
     dtype = column.dtype
     if isinstance(dtype, pandas_engine.DateTime):
@@ -84,7 +85,8 @@ def sql_type(column):
         "bool": sa.Boolean(create_constraint=False),
         "int": sa.BigInteger(),
         "float": sa.Double(),
-        "text": _TEXT,
+        "text": sa.Text(),
+        "long_text": _LONG_TEXT,
     }.get(kind) or sa.String(_max_length(column))
 
 
