@@ -222,7 +222,13 @@ class TableStore:
                     if partition is not None:
                         delete = delete.where(table.c[spec.partition_column] == pd.Timestamp(partition).date())
                     conn.execute(delete)
-                written[name] = self._bulk_insert(conn, table, spec, frame)
+                try:
+                    written[name] = self._bulk_insert(conn, table, spec, frame)
+                except (sa.exc.DBAPIError, *_dbapi_errors()) as error:
+                    where = f"partition {partition}" if partition else f"mode {mode}"
+                    raise StorageError(
+                        f"writing {len(frame)} rows to {name} ({where}) failed, nothing was written: {error}"
+                    ) from error
         return written
 
     def _check_frame(self, spec: TableSpec, frame: pd.DataFrame, partition: str | None) -> None:
@@ -374,6 +380,15 @@ class _LocalInfileRefused(Exception):
     pass
 
 
+def _dbapi_errors() -> tuple[type[Exception], ...]:
+    """The drivers' own error classes (raw DBAPI cursors raise these, not SQLAlchemy's)."""
+    import sqlite3
+
+    import pymysql
+
+    return (sqlite3.Error, pymysql.err.Error)
+
+
 _MYSQL_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"), ("\0", "\\0"))
 
 
@@ -417,7 +432,7 @@ def _to_python_rows(spec: TableSpec, frame: pd.DataFrame, iso_dates: bool) -> li
         elif kind == "datetime":
             stamps = pd.to_datetime(values)
             converted = (stamps.dt.strftime("%Y-%m-%d %H:%M:%S.%f") if iso_dates
-                         else pd.Series(stamps.dt.to_pydatetime(), index=values.index, dtype=object))
+                         else pd.Series([t.to_pydatetime() for t in stamps], index=values.index, dtype=object))
         elif kind == "bool":
             converted = values.map({True: 1, False: 0}, na_action="ignore")
         elif kind == "category":
