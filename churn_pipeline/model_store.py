@@ -49,7 +49,9 @@ def load_model(path: str | Path, expected_sha256: str) -> ChurnModel:
     payload = path.read_bytes()
     digest = hashlib.sha256(payload).hexdigest()
     if digest != expected_sha256:
-        raise ModelStoreError(f"model file {path} has hash {digest[:16]}…, registered {expected_sha256[:16]}…; not loading it")
+        raise ModelStoreError(
+            f"model file {path} has hash {digest[:16]}…, registered {expected_sha256[:16]}…; not loading it"
+        )
     model = joblib.load(io.BytesIO(payload))
     if not isinstance(model, ChurnModel):
         raise ModelStoreError(f"model file {path} does not hold a ChurnModel")

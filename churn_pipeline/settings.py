@@ -43,7 +43,7 @@ class Settings:
     partition_start: str
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         data_dir = Path(os.environ.get("CHURN_DATA_DIR") or "data").resolve()
         db_url = os.environ.get("CHURN_DB_URL") or ""
         horizon = _float_env("CHURN_HORIZON_MONTHS", DEFAULT_HORIZON_MONTHS)

@@ -27,7 +27,7 @@ class Summary:
             f"  revenue at risk ({k['horizon_months']:g} months): ${k['revenue_at_risk']:,.2f}"
             f"  (High ${k['revenue_at_risk_high']:,.0f} / Medium ${k['revenue_at_risk_medium']:,.0f}"
             f" / Low ${k['revenue_at_risk_low']:,.0f})",
-            f"  call first:",
+            "  call first:",
         ]
         for row in self.call_first.itertuples(index=False):
             lines.append(
@@ -53,7 +53,8 @@ def load_summary(db_url: str, snapshot_date: str | None = None) -> Summary | Non
     scored = store.ensure_table("scored_customers")
     call_first = store.read(
         "scored_customers", partition=snapshot_date,
-        columns=["priority_rank", "customer_id", "churn_probability", "risk_tier", "expected_revenue_loss", "top_reasons"],
+        columns=["priority_rank", "customer_id", "churn_probability", "risk_tier", "expected_revenue_loss",
+                 "top_reasons"],
         where=scored.c.priority_rank <= CALL_LIST_SIZE,
     )
     return Summary(snapshot_date, rows.iloc[0].to_dict(), call_first.sort_values("priority_rank"))

@@ -34,8 +34,16 @@ import numpy as np
 import pandas as pd
 
 from churn_pipeline.constants import (
-    CONTRACTS, GENDERS, INTERNET_ADDON_COLUMNS, INTERNET_ADDONS, INTERNET_SERVICES,
-    MULTIPLE_LINES, PAYMENT_METHODS, TELCO_COLUMNS, YES_NO, snapshot_file_name,
+    CONTRACTS,
+    GENDERS,
+    INTERNET_ADDON_COLUMNS,
+    INTERNET_ADDONS,
+    INTERNET_SERVICES,
+    MULTIPLE_LINES,
+    PAYMENT_METHODS,
+    TELCO_COLUMNS,
+    YES_NO,
+    snapshot_file_name,
 )
 
 _BLOCK = 1 << 16

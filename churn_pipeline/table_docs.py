@@ -24,9 +24,9 @@ def render() -> str:
              "`snapshot_date` at a time, in one transaction.", ""]
     for spec in TABLES.values():
         table = build_table(spec, metadata)
+        per_day = f"yes, by `{spec.partition_column}`" if spec.partition_column else "no (append-only)"
         lines += [f"## `{spec.name}`", "", spec.description, "",
-                  f"- Primary key: `{', '.join(spec.primary_key)}`",
-                  f"- Per day: {'yes, by `' + spec.partition_column + '`' if spec.partition_column else 'no (append-only)'}"]
+                  f"- Primary key: `{', '.join(spec.primary_key)}`", f"- Per day: {per_day}"]
         if spec.indexes:
             lines.append("- Indexes: " + "; ".join(f"`({', '.join(cols)})`" for cols in spec.indexes))
         lines += ["", "| column | MySQL type | null | meaning |", "|---|---|---|---|"]

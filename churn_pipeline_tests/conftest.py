@@ -18,7 +18,9 @@ from churn_pipeline.storage import mysql_server_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MYSQL_SERVER_URL = os.environ.get("CHURN_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
-TELCO_SAMPLE = Path(os.environ.get("CHURN_TELCO_SAMPLE", REPO_ROOT.parent / "shared" / "data" / "telco_customer_churn.csv"))
+TELCO_SAMPLE = Path(
+    os.environ.get("CHURN_TELCO_SAMPLE", REPO_ROOT.parent / "shared" / "data" / "telco_customer_churn.csv")
+)
 
 
 def _in_ci() -> bool:

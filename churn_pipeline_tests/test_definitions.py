@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from churn_pipeline.assets import ALL_ASSETS
-
 from churn_pipeline.definitions import build_resources, defs
 from churn_pipeline.schedules import build_nightly_schedule, churn_nightly_schedule
 from churn_pipeline.settings import Settings

@@ -1,7 +1,6 @@
 """TableStore and SqlTableIOManager against real SQLite and MariaDB/MySQL databases."""
 
 import json
-import sqlite3
 import threading
 import time
 
@@ -12,13 +11,28 @@ import pytest
 import sqlalchemy as sa
 
 from churn_pipeline.constants import (
-    CONTRACTS, GENDERS, INTERNET_ADDONS, INTERNET_SERVICES, MULTIPLE_LINES, PAYMENT_METHODS,
-    TELCO_COLUMNS, snapshot_file_name,
+    CONTRACTS,
+    GENDERS,
+    INTERNET_ADDONS,
+    INTERNET_SERVICES,
+    MULTIPLE_LINES,
+    PAYMENT_METHODS,
+    TELCO_COLUMNS,
+    snapshot_file_name,
 )
 from churn_pipeline.resources.io_managers import SqlTableIOManager
 from churn_pipeline.schemas import (
-    RISK_TIERS, SCORE_SOURCES, SEGMENT_TYPES, TABLES, TENURE_BANDS, BusinessKpis, CleanCustomers, RawCustomers,
-    RejectedCustomers, ScoredCustomers, SegmentKpis,
+    RISK_TIERS,
+    SCORE_SOURCES,
+    SEGMENT_TYPES,
+    TABLES,
+    TENURE_BANDS,
+    BusinessKpis,
+    CleanCustomers,
+    RawCustomers,
+    RejectedCustomers,
+    ScoredCustomers,
+    SegmentKpis,
 )
 from churn_pipeline.storage import StorageError, TableStore
 
@@ -476,7 +490,7 @@ def test_multi_table_write_is_one_transaction(db_url, failure, monkeypatch):
         expected_error: type[Exception] = RuntimeError
     else:
         new_rejected = pd.concat([new_rejected, new_rejected.iloc[[3]]], ignore_index=True)
-        expected_error = StorageError if is_mysql(db_url) else sqlite3.IntegrityError
+        expected_error = StorageError
 
     with pytest.raises(expected_error):
         store.write({"clean_customers": new_clean, "rejected_customers": new_rejected}, partition=DAY_A)

@@ -11,7 +11,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from churn_pipeline.constants import (
-    CATEGORY_VALUES, INTERNET_ADDON_COLUMNS, TELCO_COLUMNS, snapshot_file_name,
+    CATEGORY_VALUES,
+    INTERNET_ADDON_COLUMNS,
+    TELCO_COLUMNS,
+    snapshot_file_name,
 )
 from churn_pipeline.synthetic import _customer_ids, generate_customers, write_snapshot
 

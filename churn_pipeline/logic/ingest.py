@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -68,7 +68,7 @@ def read_snapshot(path: str | Path, snapshot_date: str, loaded_at: datetime | No
 
 
 def _utc_naive(moment: datetime | None) -> pd.Timestamp:
-    stamp = pd.Timestamp(moment or datetime.now(timezone.utc))
+    stamp = pd.Timestamp(moment or datetime.now(UTC))
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
 
 

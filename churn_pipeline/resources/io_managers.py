@@ -10,7 +10,7 @@ the table empty or half-written (dagster issue #14091). An asset stored as sever
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
@@ -48,7 +48,8 @@ class SqlTableIOManager(dg.ConfigurableIOManager):
         tables = _tables(context)
         frames = dict(obj) if isinstance(obj, Mapping) else {tables[0]: obj}
         if sorted(frames) != sorted(tables):
-            raise dg.Failure(f"{context.asset_key.to_user_string()} produced tables {sorted(frames)}, expected {tables}")
+            asset = context.asset_key.to_user_string()
+            raise dg.Failure(f"{asset} produced tables {sorted(frames)}, expected {tables}")
         partition = _partition(context)
         written = self._store().write(frames, partition=partition)
         context.add_output_metadata(
@@ -85,7 +86,7 @@ class ModelIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: ChurnModel) -> None:
         version, path, digest = save_model(obj, self.model_dir)
         row = model_run_row(obj, version, path, digest, run_id=context.run_id,
-                            trained_at=datetime.now(timezone.utc).replace(tzinfo=None))
+                            trained_at=datetime.now(UTC).replace(tzinfo=None))
         TableStore(self.db_url).write({"model_runs": row}, mode="append")
         obj.version = version
         context.add_output_metadata(
