@@ -3,6 +3,7 @@
     churn-pipeline generate --customers 20000 --snapshot-date 2026-11-26 --seed 7
     churn-pipeline materialize --date 2026-11-26      # exit code = the run's outcome
     churn-pipeline summary --date 2026-11-26
+    churn-pipeline score --input customers.csv --output scores.csv
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from churn_pipeline.settings import Settings, mask_url
 
@@ -94,6 +96,34 @@ def _print_summary(settings: Settings, day: str | None) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
+    import pandas as pd
+
+    from churn_pipeline.logic.serving import BadCustomerRows, score_telco_frame
+    from churn_pipeline.model_runs import ModelRegistry
+
+    model = ModelRegistry(settings.db_url, settings.model_dir).champion()
+    if model is None:
+        print(f"no champion model registered in {mask_url(settings.db_url)}: run `churn-pipeline materialize` first",
+              file=sys.stderr)
+        return 1
+    try:
+        records = pd.read_csv(args.input, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (OSError, ValueError) as error:
+        print(f"cannot read {args.input}: {error}", file=sys.stderr)
+        return 2
+    try:
+        scored = score_telco_frame(records, model, settings.horizon_months, first_row_number=2, row_label="line")
+    except BadCustomerRows as error:
+        print(f"{args.input}: {error}", file=sys.stderr)
+        return 2
+    temporary = Path(f"{args.output}.tmp")
+    scored.to_csv(temporary, index=False)
+    temporary.replace(args.output)
+    print(f"scored {len(scored):,} customers with model {model.version} into {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="churn-pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
                              help="Dagster event log level on the console")
     materialize.set_defaults(handler=cmd_materialize)
 
+    score = commands.add_parser("score", help="score a CSV of customers (Telco schema) with the champion model")
+    score.add_argument("--input", required=True, help="CSV in the Telco schema (a Churn column is ignored)")
+    score.add_argument("--output", required=True, help="CSV to write: customerID, probability, tier, loss, reasons")
+    score.set_defaults(handler=cmd_score)
+
     summary = commands.add_parser("summary", help="print the day's KPIs and whom to call first")
     summary.add_argument("--date", type=_date, default=None, help="default: the latest day stored")
     summary.set_defaults(handler=cmd_summary)
@@ -128,7 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"churn-pipeline: {error}", file=sys.stderr)
         return 2
-    return args.handler(args, settings)
+    from churn_pipeline.model_store import ModelStoreError
+    from churn_pipeline.storage import StorageError
+
+    try:
+        return args.handler(args, settings)
+    except (StorageError, ModelStoreError) as error:
+        print(f"churn-pipeline: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -139,6 +139,10 @@ class CustomerFeatures(pa.DataFrameModel):
     total_charges: Series[float] = pa.Field(ge=0, description="Billed to date, USD")
     avg_monthly_billed: Series[float] = pa.Field(ge=0, description="total_charges / tenure (monthly_charges when tenure is 0)")
     charge_increase_ratio: Series[float] = pa.Field(description="monthly_charges / avg_monthly_billed: above 1 means the bill went up")
+    log_tenure: Series[float] = pa.Field(ge=0, description="log(1 + tenure months): churn risk falls fastest in the first months")
+    log_total_charges: Series[float] = pa.Field(ge=0, description="log(1 + total_charges)")
+    new_customer: Series[float] = pa.Field(isin=[0.0, 1.0], description="1 if tenure is under 6 months")
+    month_to_month_tenure: Series[float] = pa.Field(ge=0, description="tenure months if month-to-month, else 0")
     service_count: Series[float] = pa.Field(ge=0, le=9, description="Services taken: phone, extra lines, internet and its six add-ons")
     senior_citizen: Series[float] = pa.Field(isin=[0.0, 1.0], description="1 if 65 or older")
     is_male: Series[float] = pa.Field(isin=[0.0, 1.0], description="1 if gender is Male")
@@ -190,10 +194,27 @@ class ModelRuns(pa.DataFrameModel):
     data_hash: Series[str] = pa.Field(str_length={"max_value": ID_LENGTH}, description="Hash of the training features and labels")
     artifact_path: Series[str] = pa.Field(str_length={"max_value": 1024}, description="Model file")
     artifact_sha256: Series[str] = pa.Field(str_length={"min_value": 64, "max_value": 64}, description="SHA-256 of the model file; checked before every load")
+    promoted: Series[bool] = pa.Field(description="True if this training became the champion")
+    champion_version: Series[str] = pa.Field(nullable=True, str_length={"max_value": ID_LENGTH}, description="Model that scores after this training (NULL: none passed the quality floor)")
+    decision: Series[str] = pa.Field(description="Why the challenger was or was not promoted", metadata=TEXT)
     card: Series[str] = pa.Field(description="Model card as JSON: features, parameters, candidates, metrics", metadata=LONG_TEXT)
 
     class Config:
         strict = True
+
+
+class ModelEvaluation(pa.DataFrameModel):
+    """Out-of-fold probabilities of a trained model on its training customers (honest evaluation)."""
+
+    model_version: Series[str] = pa.Field(str_length={"min_value": 1, "max_value": ID_LENGTH}, description="Model evaluated")
+    customer_id: Series[str] = _customer_id()
+    churn_probability: Series[float] = _probability("Probability from the fold model that never saw this customer")
+    churned: Series[bool] = pa.Field(description="The label")
+    monthly_charges: Series[float] = _money("Monthly bill, USD (for revenue-weighted metrics)")
+
+    class Config:
+        strict = True
+        unique = ["model_version", "customer_id"]
 
 
 class ScoredCustomers(pa.DataFrameModel):
@@ -206,6 +227,7 @@ class ScoredCustomers(pa.DataFrameModel):
     monthly_charges: Series[float] = _money("Monthly bill, USD")
     expected_revenue_loss: Series[float] = _money("churn_probability x monthly_charges x horizon months, USD")
     priority_rank: Series[int] = pa.Field(ge=1, description="1 = call first (by expected revenue loss, then probability)")
+    expected_contact_profit: Series[float] = pa.Field(description="p x success rate x monthly charges x horizon - contact cost, USD")
     contract: Series[pd.CategoricalDtype] = _category(CONTRACTS, "Contract term (segment)")
     tenure_band: Series[pd.CategoricalDtype] = _category(TENURE_BANDS, "Tenure band (segment)")
     internet_service: Series[pd.CategoricalDtype] = _category(INTERNET_SERVICES, "Internet service (segment)")
@@ -235,6 +257,10 @@ class BusinessKpis(pa.DataFrameModel):
     high_risk_customers: Series[int] = pa.Field(ge=0, description="Active customers in the High tier")
     average_probability: Series[float] = _probability("Mean churn probability of active customers")
     horizon_months: Series[float] = pa.Field(gt=0, description="Months of revenue counted as at risk")
+    contact_cost: Series[float] = _money("Cost of one retention contact, USD (CHURN_CONTACT_COST)")
+    retention_success_rate: Series[float] = _probability("Share of contacted would-be churners kept (CHURN_RETENTION_SUCCESS_RATE)")
+    campaign_list_size: Series[int] = pa.Field(ge=0, description="Customers to contact, top of the priority list, that maximises expected campaign profit")
+    campaign_expected_profit: Series[float] = pa.Field(description="Expected profit of contacting that list, USD")
     model_version: Series[str] = pa.Field(str_length={"min_value": 1, "max_value": ID_LENGTH}, description="Model behind the scores")
 
     class Config:
@@ -295,6 +321,7 @@ TABLES: dict[str, TableSpec] = {
         _spec("rejected_customers", RejectedCustomers, ["snapshot_date", "source_line"]),
         _spec("customer_features", CustomerFeatures, ["snapshot_date", "customer_id"], [["customer_id"]]),
         _spec("model_runs", ModelRuns, ["run_id"], [["snapshot_date"], ["model_version"]], partition_column=None),
+        _spec("model_evaluation", ModelEvaluation, ["model_version", "customer_id"], partition_column="model_version"),
         _spec("scored_customers", ScoredCustomers, ["snapshot_date", "customer_id"],
               [["snapshot_date", "priority_rank"], ["snapshot_date", "risk_tier", "priority_rank"],
                ["snapshot_date", "contract", "priority_rank"], ["customer_id"], ["model_version"]]),

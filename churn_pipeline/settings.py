@@ -17,6 +17,7 @@ DEFAULT_SCHEDULE_CRON = "0 2 * * *"
 DEFAULT_SCHEDULE_TIMEZONE = "UTC"
 DEFAULT_PARTITION_START = "2024-01-01"
 DEFAULT_HORIZON_MONTHS = 12
+DEFAULT_MODEL_CANDIDATES = "logistic_regression,random_forest,lightgbm,blend"
 
 
 def _float_env(name: str, default: float) -> float:
@@ -41,6 +42,9 @@ class Settings:
     schedule_timezone: str
     schedule_day_offset: int
     partition_start: str
+    contact_cost: float
+    retention_success_rate: float
+    model_candidates: str
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -60,6 +64,9 @@ class Settings:
             schedule_timezone=os.environ.get("CHURN_SCHEDULE_TIMEZONE") or DEFAULT_SCHEDULE_TIMEZONE,
             schedule_day_offset=int(_float_env("CHURN_SCHEDULE_DAY_OFFSET", 1)),
             partition_start=os.environ.get("CHURN_PARTITION_START") or DEFAULT_PARTITION_START,
+            contact_cost=_float_env("CHURN_CONTACT_COST", 25.0),
+            retention_success_rate=_float_env("CHURN_RETENTION_SUCCESS_RATE", 0.3),
+            model_candidates=os.environ.get("CHURN_MODEL_CANDIDATES") or DEFAULT_MODEL_CANDIDATES,
         )
 
 

@@ -10,12 +10,15 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
+from churn_pipeline.synthetic import generate_customers
+
 SCRIPT = Path(sys.executable).parent / "churn-pipeline"
 
 
 def _run(tmp_path: Path, *args: str, db_url: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "DAGSTER_HOME"))}
     env["CHURN_DATA_DIR"] = str(tmp_path / "data")
+    env["CHURN_MODEL_CANDIDATES"] = "logistic_regression,lightgbm"  # selection itself: test_modeling
     if db_url:
         env["CHURN_DB_URL"] = db_url
     return subprocess.run([str(SCRIPT), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -41,6 +44,21 @@ def test_generate_then_materialize_prints_the_summary_and_exits_zero(tmp_path, m
 
     summary = _run(tmp_path, "summary", db_url=mysql_url)
     assert summary.returncode == 0 and "Churn summary for 2024-05-01" in summary.stdout
+
+    # `score` uses the champion on any Telco file; the Churn column is optional and ignored.
+    newcomers = generate_customers(40, seed=99, id_offset=10_000).drop(columns="Churn")
+    newcomers.to_csv(tmp_path / "new.csv", index=False)
+    scored = _run(tmp_path, "score", "--input", "new.csv", "--output", "scores.csv", db_url=mysql_url)
+    assert scored.returncode == 0, scored.stderr
+    out = pd.read_csv(tmp_path / "scores.csv")
+    assert out["customerID"].tolist() == newcomers["customerID"].tolist()
+    assert out["churn_probability"].between(0, 1).all() and out["top_reasons"].str.len().gt(0).all()
+    newcomers = newcomers.astype(str)
+    newcomers.loc[3, "tenure"] = "-4"
+    newcomers.to_csv(tmp_path / "bad.csv", index=False)
+    refused = _run(tmp_path, "score", "--input", "bad.csv", "--output", "bad_scores.csv", db_url=mysql_url)
+    assert refused.returncode == 2 and "line 5: tenure '-4'" in refused.stderr
+    assert not (tmp_path / "bad_scores.csv").exists()
 
 
 def test_materialize_exit_code_is_the_runs_outcome(tmp_path):

@@ -21,9 +21,11 @@ NEXT_DAY = "2024-03-02"
 
 
 def _settings(tmp_path, db_url) -> Settings:
+    # Two candidates keep the graph tests quick; model selection itself is tested in test_modeling.
     return dataclasses.replace(
         Settings.from_env(), data_dir=tmp_path, landing_dir=tmp_path / "landing",
         model_dir=tmp_path / "models", db_url=db_url, db_url_from_env=False,
+        model_candidates="logistic_regression,lightgbm",
     )
 
 
@@ -45,7 +47,8 @@ def test_whole_graph_materializes_and_sql_matches_the_summary(tmp_path, db_url):
     result = _materialize(settings, DAY)
     assert result.success
     checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"rows_accounted": True, "quality_floor": True}
+    assert checks == {"rows_accounted": True, "quality_floor": True, "calibration": True,
+                      "probabilities_complete": True, "score_drift": True}
 
     counts = _sql(db_url, """
         SELECT (SELECT COUNT(*) FROM raw_customers WHERE snapshot_date = :d) AS raw_rows,
@@ -81,9 +84,13 @@ def test_whole_graph_materializes_and_sql_matches_the_summary(tmp_path, db_url):
     text = summary.render()
     assert f"{sql['customers']:,}" in text and f"${sql['at_risk']:,.2f}" in text
 
-    run = _sql(db_url, "SELECT model_version, artifact_path FROM model_runs")[0]
-    assert run["model_version"] == sql["version"]
+    run = _sql(db_url, "SELECT model_version, promoted, champion_version, training_rows FROM model_runs")[0]
+    assert run["model_version"] == sql["version"] == run["champion_version"] and run["promoted"]
     assert (settings.model_dir / f"churn_model_{run['model_version']}.joblib").is_file()
+    evaluation = _sql(db_url, "SELECT COUNT(*) AS n, SUM(churn_probability) AS p, SUM(churned) AS y "
+                              "FROM model_evaluation WHERE model_version = :v", v=run["model_version"])[0]
+    assert evaluation["n"] == run["training_rows"] == counts["clean_rows"]
+    assert abs(float(evaluation["p"]) / float(evaluation["y"]) - 1) < 0.1  # calibrated out of fold
 
 
 def test_rerunning_a_day_is_idempotent_and_other_days_are_untouched(tmp_path, sqlite_url):
@@ -100,6 +107,13 @@ def test_rerunning_a_day_is_idempotent_and_other_days_are_untouched(tmp_path, sq
     pd.testing.assert_frame_equal(store.read("scored_customers", partition=NEXT_DAY), other_day)
     per_day = _sql(sqlite_url, "SELECT snapshot_date, COUNT(*) AS n FROM raw_customers GROUP BY snapshot_date")
     assert sorted(r["n"] for r in per_day) == [1200, 1500]
+    # Champion / challenger: every day's scores name the model its training row says serves.
+    runs = _sql(sqlite_url, "SELECT snapshot_date, champion_version, promoted, decision FROM model_runs "
+                            "ORDER BY trained_at")
+    assert len(runs) == 3 and runs[0]["promoted"] and all(r["decision"] for r in runs)
+    for day in (DAY, NEXT_DAY):
+        serving = [r["champion_version"] for r in runs if str(r["snapshot_date"]).startswith(day)][-1]
+        assert set(store.read("scored_customers", partition=day)["model_version"]) == {serving}
 
 
 def test_a_broken_file_fails_the_run_and_keeps_the_stored_day(tmp_path, sqlite_url):

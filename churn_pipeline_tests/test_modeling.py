@@ -9,6 +9,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.tree import DecisionTreeClassifier
 
 from churn_pipeline.logic.cleaning import clean_snapshot
+from churn_pipeline.logic.estimators import candidate_estimators
 from churn_pipeline.logic.features import build_features
 from churn_pipeline.logic.kpis import business_kpis, segment_kpis
 from churn_pipeline.logic.modeling import TrainingError, train_churn_model
@@ -24,7 +25,7 @@ DAY = "2024-03-01"
 
 @pytest.fixture(scope="module")
 def snapshot():
-    frame = generate_customers(4000, seed=11)
+    frame = generate_customers(3000, seed=11)
     clean, rejected = clean_snapshot(raw_frame(frame.astype(str).to_dict("records"), DAY))
     assert rejected.empty
     features = build_features(clean)
@@ -38,12 +39,36 @@ def model(snapshot):
 
 
 def test_candidates_are_compared_and_the_best_is_kept(model):
-    assert set(model.candidates) == {"logistic_regression", "lightgbm"}
+    assert set(model.candidates) == {"logistic_regression", "random_forest", "lightgbm", "blend"}
     best = max(model.candidates, key=lambda name: model.candidates[name]["roc_auc"])
     assert model.algorithm == best
     assert 0.78 < model.metrics["roc_auc"] < 0.92
     assert model.metrics["roc_auc_std"] < 0.05
-    assert len(model.fold_estimators) == 5 and model.training_rows == 4000
+    assert len(model.fold_estimators) == 5 and model.training_rows == 3000
+    assert set(model.params["fold_algorithms"]) <= set(model.candidates)
+    assert model.params["nested_selection"] is True
+
+
+def test_selection_never_sees_the_fold_it_is_reported_on(snapshot, monkeypatch):
+    from churn_pipeline.logic import modeling
+
+    seen: list[set] = []
+    original = modeling.select_candidate
+
+    def spy(candidates, X, y, monthly, **kwargs):
+        seen.append(set(X.index))
+        return original(candidates, X, y, monthly, **kwargs)
+
+    monkeypatch.setattr(modeling, "select_candidate", spy)
+    fast = {"logistic_regression": modeling.candidate_estimators()["logistic_regression"],
+            "tree": DecisionTreeClassifier(max_depth=3, random_state=0)}
+    trained = modeling.train_churn_model(snapshot[1], DAY, candidates=fast)
+    folds = trained.training_folds.to_numpy()
+    assert len(seen) == 6  # one selection inside each outer fold, one for the final model
+    for k, rows in enumerate(seen[:5]):
+        held_out = set(np.flatnonzero(folds == k))
+        assert rows.isdisjoint(held_out)
+        assert len(rows) == len(folds) - len(held_out)
 
 
 def test_probabilities_are_calibrated_out_of_fold(model):
@@ -70,8 +95,9 @@ def test_unlabelled_customers_are_scored_by_the_final_model(snapshot, model):
     features = features.copy()
     clean.loc[:9, "churned"] = pd.NA
     features.loc[:9, "churned"] = pd.NA
-    retrained = train_churn_model(features, DAY)
-    assert retrained.training_rows == 3990
+    logistic = candidate_estimators()["logistic_regression"]
+    retrained = train_churn_model(features, DAY, candidates={"logistic_regression": logistic})
+    assert retrained.training_rows == 2990
     scored = score_customers(clean, features, retrained, "v-test", 12, cross_fit=True)
     sources = scored.set_index("customer_id")["score_source"]
     assert (sources[clean["customer_id"].iloc[:10]] == "final_model").all()

@@ -79,6 +79,7 @@ def scored_customers(day: str, n: int, seed: int = 0, prefix: str = "C") -> pd.D
         "monthly_charges": charges,
         "expected_revenue_loss": loss,
         "priority_rank": pd.Series(loss).rank(ascending=False, method="first").astype("int64"),
+        "expected_contact_profit": 0.3 * loss - 25.0,
         "contract": _pick(rng, CONTRACTS, n),
         "tenure_band": _pick(rng, TENURE_BANDS, n),
         "internet_service": _pick(rng, INTERNET_SERVICES, n),
@@ -161,6 +162,10 @@ def business_kpis(day: str, actual_churn_rate: float = np.nan, active: int = 1_0
         "high_risk_customers": [120],
         "average_probability": [1 / 3],
         "horizon_months": [3.0],
+        "contact_cost": [25.0],
+        "retention_success_rate": [0.3],
+        "campaign_list_size": [412],
+        "campaign_expected_profit": [10_321.75],
         "model_version": ["model-0001"],
     })
     return BusinessKpis.validate(frame)

@@ -25,7 +25,7 @@ def raw_customers(context: dg.AssetExecutionContext, pipeline: PipelineConfig) -
     try:
         frame = read_snapshot(path, context.partition_key)
     except SnapshotFileError as error:
-        raise dg.Failure(str(error)) from None
+        raise dg.Failure(str(error), allow_retries=False) from None  # retrying cannot fix it
     context.add_output_metadata(
         {"source_file": dg.MetadataValue.path(str(path)), "rows_read": len(frame),
          "file_bytes": path.stat().st_size}

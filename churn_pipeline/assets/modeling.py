@@ -1,11 +1,17 @@
-"""Stage 3: the trained, calibrated churn model and its card."""
+"""Stage 3: the trained, calibrated churn model, its card, and the champion decision."""
 
 import dagster as dg
 import pandas as pd
 
+from churn_pipeline.logic.champion import decide, evaluate_on_snapshot, evaluation_frame
+from churn_pipeline.logic.estimators import parse_candidates
 from churn_pipeline.logic.modeling import TrainingError, train_churn_model
 from churn_pipeline.partitions import daily_partitions
-from churn_pipeline.resources.pipeline_config import PipelineConfig
+from churn_pipeline.resources.pipeline_config import ChurnDatabase, PipelineConfig
+from churn_pipeline.viz import model_plots_markdown
+
+_METRICS = ("roc_auc", "roc_auc_std", "pr_auc", "brier", "log_loss", "predicted_to_actual", "lift_top_decile",
+            "revenue_capture_top10", "revenue_capture_top20")
 
 
 @dg.asset(
@@ -14,49 +20,69 @@ from churn_pipeline.resources.pipeline_config import PipelineConfig
     io_manager_key="model_io_manager",
     kinds={"lightgbm", "scikitlearn"},
     metadata={"dagster/table_name": "model_runs"},
-    check_specs=[dg.AssetCheckSpec(
-        "quality_floor", asset="churn_model", blocking=True,
-        description="Cross-validated ROC-AUC above the floor and sum of p within tolerance of actual churners",
-    )],
+    check_specs=[
+        dg.AssetCheckSpec("quality_floor", asset="churn_model", blocking=True,
+                          description="The model that will score clears the ROC-AUC floor on the day's labels"),
+        dg.AssetCheckSpec("calibration", asset="churn_model", blocking=True,
+                          description="Sum of p of the serving model within tolerance of the actual churners"),
+    ],
 )
-def churn_model(context: dg.AssetExecutionContext, pipeline: PipelineConfig, customer_features: pd.DataFrame):
-    """Logistic regression and LightGBM compared on the same stratified folds; the best by mean
-    ROC-AUC is kept with its fold models for cross-fitted scoring (a customer is never scored by a
-    model that saw its label). Saved as a content-hashed file plus a row in `model_runs`."""
+def churn_model(context: dg.AssetExecutionContext, pipeline: PipelineConfig, churn_db: ChurnDatabase,
+                customer_features: pd.DataFrame):
+    """Logistic regression, random forest (calibrated on out-of-bag scores), LightGBM and their blend,
+    chosen by nested cross-validation (the reported folds never inform the choice), trained with
+    cross-fitting so a customer is never scored by a model that saw its label. The challenger
+    replaces the champion only if it is not worse beyond a tolerance on the same labels; a blocking
+    check stops any model below the quality floor from scoring. Saved as a content-hashed file with
+    its card in `model_runs` and out-of-fold scores in `model_evaluation`."""
+    day = context.partition_key
     try:
-        model = train_churn_model(
-            customer_features, context.partition_key,
-            max_training_rows=pipeline.max_training_rows,
+        challenger = train_churn_model(
+            customer_features, day, max_training_rows=pipeline.max_training_rows,
             tier_thresholds=(pipeline.tier_medium_threshold, pipeline.tier_high_threshold),
+            candidate_names=parse_candidates(pipeline.candidates),
         )
-    except TrainingError as error:
-        raise dg.Failure(str(error)) from None
-    m = model.metrics
+    except (TrainingError, ValueError) as error:
+        raise dg.Failure(str(error), allow_retries=False) from None  # retrying cannot fix it
+    champion = churn_db.registry().champion()
+    champion_metrics = evaluate_on_snapshot(champion, customer_features, day) if champion else None
+    outcome = decide(challenger, champion, champion_metrics, pipeline.quality_floor(), pipeline.champion_tolerance)
+    outcome.evaluation = evaluation_frame(challenger, customer_features)
+    context.log.info(outcome.decision)
+
+    m = challenger.metrics
     candidates = "\n".join(
-        f"| {name} | {c['roc_auc']:.4f} ± {c['roc_auc_std']:.4f} | {c['brier']:.4f} | {c['predicted_to_actual']:.3f} |"
-        for name, c in model.candidates.items()
+        f"| {name} | {c['roc_auc']:.4f} | {c['brier']:.4f} | {c['predicted_to_actual']:.3f} |"
+        for name, c in challenger.candidates.items()
     )
     yield dg.Output(
-        model,
+        outcome,
         metadata={
-            "algorithm": model.algorithm,
-            "training_rows": model.training_rows,
-            "roc_auc": m["roc_auc"], "roc_auc_std": m["roc_auc_std"], "pr_auc": m["pr_auc"],
-            "brier": m["brier"], "log_loss": m["log_loss"],
-            "predicted_to_actual": m["predicted_to_actual"],
-            "lift_top_decile": m["lift_top_decile"],
-            "revenue_capture_top10": m["revenue_capture_top10"],
-            "revenue_capture_top20": m["revenue_capture_top20"],
-            "candidates": dg.MetadataValue.md(
+            "algorithm": challenger.algorithm,
+            "fold_algorithms": ", ".join(challenger.params["fold_algorithms"]),
+            "training_rows": challenger.training_rows,
+            **{name: float(m[name]) for name in _METRICS},
+            "promoted": outcome.promoted,
+            "decision": outcome.decision,
+            "candidates (inner CV)": dg.MetadataValue.md(
                 "| candidate | ROC-AUC | Brier | Σp / actual |\n|---|---|---|---|\n" + candidates
             ),
-            "data_hash": model.data_hash,
+            "plots": dg.MetadataValue.md(model_plots_markdown(outcome.evaluation)),
+            "data_hash": challenger.data_hash,
         },
     )
-    calibration_error = abs(m["predicted_to_actual"] - 1)
+    serving = outcome.serving_metrics
+    floor = pipeline.quality_floor()
     yield dg.AssetCheckResult(
         check_name="quality_floor",
-        passed=m["roc_auc"] >= pipeline.min_roc_auc and calibration_error <= pipeline.max_calibration_error,
-        metadata={"roc_auc": m["roc_auc"], "min_roc_auc": pipeline.min_roc_auc,
-                  "calibration_error": calibration_error, "max_calibration_error": pipeline.max_calibration_error},
+        passed=serving is not None and serving["roc_auc"] >= floor.min_roc_auc,
+        metadata={"serving_roc_auc": float(serving["roc_auc"]) if serving else float("nan"),
+                  "min_roc_auc": floor.min_roc_auc, "decision": outcome.decision},
+    )
+    calibration_error = abs(serving["predicted_to_actual"] - 1) if serving else float("nan")
+    yield dg.AssetCheckResult(
+        check_name="calibration",
+        passed=serving is not None and calibration_error <= floor.max_calibration_error,
+        metadata={"predicted_to_actual": float(serving["predicted_to_actual"]) if serving else float("nan"),
+                  "max_calibration_error": floor.max_calibration_error},
     )

@@ -22,6 +22,7 @@ def _flag(mask) -> np.ndarray:
 def build_features(clean: pd.DataFrame) -> pd.DataFrame:
     """Features for every clean customer, in schema column order."""
     tenure = clean["tenure_months"].to_numpy(dtype="float64")
+    contract = clean["contract"]
     monthly = clean["monthly_charges"].to_numpy(dtype="float64")
     total = clean["total_charges"].to_numpy(dtype="float64")
     # A new customer's average bill is the current bill; otherwise what was billed per month so far.
@@ -30,7 +31,6 @@ def build_features(clean: pd.DataFrame) -> pd.DataFrame:
 
     addons = {name: _flag(clean[name] == "Yes") for name in _ADDONS}
     internet = clean["internet_service"]
-    contract = clean["contract"]
     payment = clean["payment_method"]
     phone = _flag(clean["phone_service"])
     multiple = _flag(clean["multiple_lines"] == "Yes")
@@ -44,6 +44,10 @@ def build_features(clean: pd.DataFrame) -> pd.DataFrame:
         "total_charges": total,
         "avg_monthly_billed": avg_billed,
         "charge_increase_ratio": ratio,
+        "log_tenure": np.log1p(tenure),
+        "log_total_charges": np.log1p(total),
+        "new_customer": _flag(tenure < 6),
+        "month_to_month_tenure": tenure * _flag(contract == "Month-to-month"),
         "service_count": phone + multiple + has_internet + sum(addons.values()),
         "senior_citizen": _flag(clean["senior_citizen"]),
         "is_male": _flag(clean["gender"] == "Male"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from churn_pipeline.logic.campaign import best_campaign
 from churn_pipeline.logic.scoring import SEGMENT_COLUMNS
 from churn_pipeline.schemas import BusinessKpis, SegmentKpis
 
@@ -14,13 +15,19 @@ def _actual_churn_rate(labels: pd.Series) -> float:
     return float(known.astype(bool).mean()) if len(known) else np.nan
 
 
-def business_kpis(scored: pd.DataFrame, clean: pd.DataFrame, horizon_months: float) -> pd.DataFrame:
-    """One row: the portfolio's active customers, predicted churners and revenue at risk."""
+def business_kpis(scored: pd.DataFrame, clean: pd.DataFrame, horizon_months: float,
+                  contact_cost: float = 25.0, success_rate: float = 0.3) -> pd.DataFrame:
+    """One row: the portfolio's active customers, predicted churners, revenue at risk and the campaign plan.
+
+    ``scored`` must be in priority order (as ``score_customers`` returns it)."""
     if scored["snapshot_date"].nunique() > 1 or scored["model_version"].nunique() > 1:
         raise ValueError("business KPIs are computed for one snapshot and one model at a time")
     p = scored["churn_probability"]
     loss_by_tier = scored.groupby("risk_tier", observed=False)["expected_revenue_loss"].sum()
     active = len(scored)
+    if not scored["priority_rank"].is_monotonic_increasing:
+        raise ValueError("scored customers must be in priority order")
+    plan = best_campaign(scored["expected_contact_profit"].to_numpy(dtype="float64"))
     row = {
         "snapshot_date": clean["snapshot_date"].iloc[0] if len(clean) else pd.NaT,
         "active_customers": active,
@@ -35,6 +42,10 @@ def business_kpis(scored: pd.DataFrame, clean: pd.DataFrame, horizon_months: flo
         "high_risk_customers": int((scored["risk_tier"] == "High").sum()),
         "average_probability": float(p.mean()) if active else 0.0,
         "horizon_months": float(horizon_months),
+        "contact_cost": float(contact_cost),
+        "retention_success_rate": float(success_rate),
+        "campaign_list_size": plan.list_size,
+        "campaign_expected_profit": plan.expected_profit,
         "model_version": scored["model_version"].iloc[0] if active else "",
     }
     frame = pd.DataFrame([row])

@@ -39,6 +39,11 @@ PHRASES: dict[str, Callable[[pd.Series], pd.Series]] = {
         np.where(v > 1.05, "bill up " + ((v - 1) * 100).round().astype(int).astype(str) + "% on its average",
                  "bill level vs. its average"), index=v.index),
     "service_count": lambda v: "takes " + v.astype(int).astype(str) + " services",
+    "log_tenure": lambda v: _tenure(np.expm1(v).round()),
+    "log_total_charges": lambda v: "only " + _money(np.expm1(v)) + " billed to date",
+    "new_customer": _yes_no("new customer (under 6 months)", "not a new customer"),
+    "month_to_month_tenure": lambda v: pd.Series(
+        np.where(v > 0, "month-to-month contract", "on a term contract"), index=v.index),
     "senior_citizen": _yes_no("senior citizen", "not a senior citizen"),
     "is_male": _yes_no("gender: male", "gender: female"),
     "partner": _yes_no("has a partner", "no partner"),

@@ -2,6 +2,7 @@
 
 Expected revenue loss = p · monthly charges · horizon months (forward-looking money, DESIGN.md).
 Priority ranks active customers by expected revenue loss, then probability, then customer id.
+The expected profit of a retention contact, ``p·s·m·H − c``, ranks the same way (see ``campaign``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from churn_pipeline.logic.campaign import contact_profit
 from churn_pipeline.logic.modeling import ChurnModel
 from churn_pipeline.logic.reasons import top_reasons
 from churn_pipeline.schemas import ScoredCustomers
@@ -23,6 +25,8 @@ def score_customers(
     model_version: str,
     horizon_months: float,
     cross_fit: bool,
+    success_rate: float = 0.3,
+    contact_cost: float = 25.0,
 ) -> pd.DataFrame:
     """``scored_customers`` rows for the active (not churned) customers of one snapshot.
 
@@ -45,6 +49,7 @@ def score_customers(
             "monthly_charges": monthly,
             "expected_revenue_loss": loss,
             "priority_rank": 0,
+            "expected_contact_profit": contact_profit(loss, success_rate, contact_cost),
             **{column: clean[column] for column in SEGMENT_COLUMNS},
             "top_reasons": top_reasons(features, model.contributions(features, folds)),
             "score_source": pd.Categorical(

@@ -10,22 +10,38 @@ the table empty or half-written (dagster issue #14091). An asset stored as sever
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from churn_pipeline.logic.champion import TrainingOutcome
 from churn_pipeline.logic.modeling import ChurnModel
-from churn_pipeline.model_runs import latest_model_run, model_run_row
-from churn_pipeline.model_store import load_model, save_model
+from churn_pipeline.model_runs import ModelRegistry
+from churn_pipeline.model_store import ModelStoreError
 from churn_pipeline.settings import mask_url
-from churn_pipeline.storage import TableStore
+from churn_pipeline.storage import StorageError, TableStore
 
 
 def _tables(context: dg.OutputContext) -> list[str]:
     metadata = context.definition_metadata or {}
     return list(metadata.get("tables") or [context.asset_key.path[-1]])
+
+
+@contextmanager
+def _failures_explained():
+    """Database trouble that retrying cannot fix fails the step at once, with its message; transient
+    trouble (lost connection, deadlock) is raised as is, so the job's retry policy retries it."""
+    try:
+        yield
+    except StorageError as error:
+        if error.transient:
+            raise
+        raise dg.Failure(str(error), allow_retries=False) from None
+    except ModelStoreError as error:
+        raise dg.Failure(str(error), allow_retries=False) from None
 
 
 def _partition(context) -> str | None:
@@ -49,9 +65,10 @@ class SqlTableIOManager(dg.ConfigurableIOManager):
         frames = dict(obj) if isinstance(obj, Mapping) else {tables[0]: obj}
         if sorted(frames) != sorted(tables):
             asset = context.asset_key.to_user_string()
-            raise dg.Failure(f"{asset} produced tables {sorted(frames)}, expected {tables}")
+            raise dg.Failure(f"{asset} produced tables {sorted(frames)}, expected {tables}", allow_retries=False)
         partition = _partition(context)
-        written = self._store().write(frames, partition=partition)
+        with _failures_explained():
+            written = self._store().write(frames, partition=partition)
         context.add_output_metadata(
             {
                 **{f"rows: {table}": dg.MetadataValue.int(count) for table, count in written.items()},
@@ -66,43 +83,42 @@ class SqlTableIOManager(dg.ConfigurableIOManager):
         tables = _tables(upstream)
         partition = _partition(context)
         store = self._store()
-        frames = {table: store.read(table, partition=partition) for table in tables}
+        with _failures_explained():
+            frames = {table: store.read(table, partition=partition) for table in tables}
         for table, frame in frames.items():
             if frame.empty and table == tables[0]:
                 raise dg.Failure(
                     f"no rows in {table} for partition {partition}: materialize "
-                    f"{upstream.asset_key.to_user_string()} for that day first"
+                    f"{upstream.asset_key.to_user_string()} for that day first", allow_retries=False,
                 )
         multi = bool((upstream.definition_metadata or {}).get("tables"))
         return frames if multi else frames[tables[0]]
 
 
 class ModelIOManager(dg.ConfigurableIOManager):
-    """Saves the trained model as a content-hashed file and registers it in ``model_runs``."""
+    """Registers each training (hashed model file, ``model_runs`` row, ``model_evaluation`` rows) and
+    hands downstream assets the model that may score the partition: the champion after that training."""
 
     db_url: str = Field(description="SQLAlchemy URL of the database holding model_runs")
     model_dir: str = Field(description="Folder of model files (CHURN_MODEL_DIR)")
 
-    def handle_output(self, context: dg.OutputContext, obj: ChurnModel) -> None:
-        version, path, digest = save_model(obj, self.model_dir)
-        row = model_run_row(obj, version, path, digest, run_id=context.run_id,
-                            trained_at=datetime.now(UTC).replace(tzinfo=None))
-        TableStore(self.db_url).write({"model_runs": row}, mode="append")
-        obj.version = version
+    def _registry(self) -> ModelRegistry:
+        return ModelRegistry(self.db_url, self.model_dir)
+
+    def handle_output(self, context: dg.OutputContext, obj: TrainingOutcome) -> None:
+        with _failures_explained():
+            version = self._registry().register(obj, run_id=context.run_id,
+                                                trained_at=datetime.now(UTC).replace(tzinfo=None))
         context.add_output_metadata(
             {
                 "model_version": dg.MetadataValue.text(version),
-                "artifact": dg.MetadataValue.path(str(path)),
-                "table": dg.MetadataValue.text("model_runs"),
+                "promoted": obj.promoted,
+                "serving_version": dg.MetadataValue.text(version if obj.promoted else str(obj.champion_version)),
+                "tables": dg.MetadataValue.text("model_runs, model_evaluation"),
             }
         )
 
     def load_input(self, context: dg.InputContext) -> ChurnModel:
         partition = _partition(context)
-        store = TableStore(self.db_url)
-        run = latest_model_run(store, snapshot_date=partition)
-        if run is None:
-            raise dg.Failure(f"no trained model registered in model_runs for snapshot {partition}")
-        model = load_model(run["artifact_path"], run["artifact_sha256"])
-        model.version = run["model_version"]
-        return model
+        with _failures_explained():
+            return self._registry().serving_model_for(partition)
