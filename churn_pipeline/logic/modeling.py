@@ -26,7 +26,7 @@ from churn_pipeline.logic.features import feature_matrix
 from churn_pipeline.schemas import FEATURE_COLUMNS
 
 DEFAULT_FOLDS = 5
-DEFAULT_MAX_TRAINING_ROWS = 250_000
+DEFAULT_MAX_TRAINING_ROWS = 100_000
 MIN_TRAINING_ROWS = 200
 MIN_CLASS_ROWS = 20
 DEFAULT_TIER_THRESHOLDS = (0.25, 0.50)
