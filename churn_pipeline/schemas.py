@@ -123,7 +123,8 @@ class RejectedCustomers(pa.DataFrameModel):
     customer_id: Series[str] = pa.Field(nullable=True, description="customerID as delivered (may be blank)", metadata=TEXT)
     reason_codes: Series[str] = pa.Field(str_length={"min_value": 1, "max_value": 255}, description="Comma-separated reason codes, e.g. bad_number,unknown_category")
     reasons: Series[str] = pa.Field(str_length={"min_value": 1}, description="Every reason in words, naming the column and value", metadata=TEXT)
-    original_values: Series[str] = pa.Field(description="The delivered row as JSON", metadata=TEXT)
+    # LONG_TEXT: 21 raw values of up to 64 KB each (the file-level limit), JSON-escaped, exceed TEXT.
+    original_values: Series[str] = pa.Field(description="The delivered row as JSON", metadata=LONG_TEXT)
 
     class Config:
         strict = True

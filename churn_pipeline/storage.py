@@ -14,7 +14,9 @@ the benchmarks and the tests.
 
 from __future__ import annotations
 
+import datetime
 import logging
+import numbers
 import os
 import tempfile
 import threading
@@ -213,9 +215,10 @@ class TableStore:
             return table
         try:
             table.create(self.engine, checkfirst=True)
-        except sa.exc.OperationalError as error:  # another process created it first
-            if "already exists" not in str(error).lower():
-                raise
+        except sa.exc.OperationalError as error:  # "already exists": another process created it first
+            if "already exists" not in str(error).lower():  # e.g. server down, access denied
+                raise StorageError(f"cannot create or check table {name} in {mask_url(self.url)}: {error}",
+                                   transient=is_transient(error)) from error
         existing = [c["name"] for c in sa.inspect(self.engine).get_columns(name)]
         expected = [c.name for c in table.columns]
         if sorted(existing, key=str.lower) != sorted(expected, key=str.lower):
@@ -332,6 +335,12 @@ class TableStore:
                 if error.args and error.args[0] in _LOCAL_INFILE_REFUSED:
                     raise _LocalInfileRefused(str(error)) from error
                 raise
+            except AttributeError as error:
+                # PyMySQL, having lost the connection while sending the file, fails again writing to the
+                # closed socket ('NoneType' object has no attribute 'sendall'): report the loss itself.
+                if isinstance(error.__context__, pymysql.err.Error):
+                    raise error.__context__ from None
+                raise
             # LOCAL turns data errors into warnings; any warning means rows were altered or skipped.
             cursor.execute("SHOW WARNINGS LIMIT 5")
             warnings = cursor.fetchall()
@@ -400,7 +409,12 @@ class TableStore:
         decoding rows in Python) where it is installed, else through SQLAlchemy. ConnectorX takes no bound parameters,
         so the statement is rendered by SQLAlchemy's own literal quoting; values in our queries are
         only partition keys and numbers we built, never raw user text."""
-        if _connectorx is not None and self.is_mysql:  # its SQLite reader misses WAL content: not used there
+        # Only dates and numbers are inlined: SQLAlchemy's literal quoting of text leaves backslashes
+        # unescaped and doubles '%' (PyMySQL's paramstyle), so text would match the wrong rows or inject
+        # SQL (and "\\'" crashed ConnectorX): any text value is bound through SQLAlchemy instead.
+        inlinable = all(isinstance(value, (numbers.Number, datetime.date))
+                        for value in query.compile(dialect=self.engine.dialect).params.values())
+        if _connectorx is not None and self.is_mysql and inlinable:  # its SQLite reader misses WAL content
             sql = str(query.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
             try:
                 return _connectorx.read_sql(self._connectorx_url, sql)

@@ -1,17 +1,26 @@
 """Raw snapshot rows → typed ``clean_customers`` and ``rejected_customers``.
 
-Every raw row ends in exactly one of the two tables, so rows read = clean + rejected.
+Every raw row ends in exactly one of the two tables, so rows read = clean + rejected. A rejected row
+keeps its delivered values verbatim (JSON) with every reason, so nothing is lost and nothing guessed.
 
-Normalised, not rejected (harmless variants): whitespace around any value, the letter case of
-category values (``month-to-month`` → ``Month-to-month``), ``SeniorCitizen`` given as Yes/No, and a
-blank ``TotalCharges`` with ``tenure`` 0 (a new customer with no bill yet: 0).
+Normalised, not rejected (harmless variants): whitespace around any value (anything ``str.isspace``
+calls whitespace: spaces, tabs, a non-breaking space, an embedded line break at the edge), the
+ASCII letter case of category values (``month-to-month`` → ``Month-to-month``; only ASCII, because
+``str.lower`` also turns look-alikes such as the Kelvin sign into letters), ``SeniorCitizen`` given
+as Yes/No, numbers written with a sign, decimal point or exponent (``1.2E+03``), and a blank
+``TotalCharges`` with ``tenure`` 0 (a new customer with no bill yet: 0).
 
-Rejected, with a reason code naming the column and value:
-``missing_value``, ``bad_number`` (not a finite number), ``out_of_range`` (negative or absurd),
-``unknown_category``, ``bad_label`` (``Churn`` not Yes/No/blank), ``inconsistent_services``
-(e.g. no internet but an internet add-on), ``id_too_long``, ``duplicate_row`` (a repeat of a row
-already kept) and ``duplicate_conflict`` (the same customer twice with different values: every
-copy is rejected, since we cannot know which is right).
+Everything else that is odd is rejected, never repaired: zero-width characters, direction marks,
+BOMs or combining accents inside a value, fullwidth or other-script digits, thousands separators,
+emoji, NaN/inf. Reason codes (:data:`REASON_CODES`), each naming the column and value:
+``missing_value``, ``bad_number`` (not a finite number in ASCII notation), ``out_of_range``
+(negative or absurd), ``unknown_category``, ``bad_label`` (``Churn`` not Yes/No/blank),
+``inconsistent_services`` (e.g. no internet but an internet add-on), ``bad_customer_id`` (a
+character that is not printable ASCII: an invisible character would make two ids look the same),
+``id_too_long``, ``duplicate_row`` (a repeat of a row already kept) and ``duplicate_conflict`` (the
+same customer twice with different values: every copy is rejected, since we cannot know which is
+right). Customer ids are compared ignoring letter case, as MySQL's collation does: ``0001-abcde``
+and ``0001-ABCDE`` are the same key in ``clean_customers``' primary key.
 """
 
 from __future__ import annotations
@@ -24,6 +33,10 @@ import pandas as pd
 from churn_pipeline.constants import CATEGORY_VALUES, INTERNET_ADDON_COLUMNS, TELCO_COLUMNS
 from churn_pipeline.schemas import ID_LENGTH, TENURE_BANDS, CleanCustomers, RejectedCustomers
 
+REASON_CODES = (
+    "missing_value", "bad_number", "out_of_range", "unknown_category", "bad_label", "inconsistent_services",
+    "bad_customer_id", "id_too_long", "duplicate_row", "duplicate_conflict",
+)
 MAX_TENURE_MONTHS = 1200
 MAX_MONTHLY_CHARGES = 10_000.0
 # Billed to date can exceed monthly x tenure only by price changes; far beyond it is a data error.
@@ -31,6 +44,7 @@ TOTAL_CHARGES_SLACK = 2.0
 
 _YES_NO_BOOL = {"Yes": True, "No": False}
 _SENIOR_VALUES = {"0": False, "1": True, "No": False, "Yes": True}
+_PRINTABLE_ASCII = r"[!-~]+"
 _TENURE_EDGES = [-1, 5, 11, 23, 47, np.inf]
 
 
@@ -78,18 +92,28 @@ class _Problems:
 def _number(values: pd.Series, column: str, problems: _Problems, blank_ok: pd.Series | None = None) -> pd.Series:
     blank = values == ""
     allowed_blank = blank & (blank_ok if blank_ok is not None else False)
-    numbers = pd.to_numeric(values.where(~blank), errors="coerce")
-    finite = np.isfinite(numbers.to_numpy(dtype="float64", na_value=np.nan))
+    # to_numeric takes only ASCII notation (no fullwidth digits, no 1_000); "inf" fails the finite test
+    numbers = pd.to_numeric(values.where(~blank), errors="coerce").astype("float64") + 0.0  # -0.0 → 0.0
+    finite = np.isfinite(numbers.to_numpy())
     problems.add(blank & ~allowed_blank, "missing_value",
                  f"{column} is blank" + (" but tenure is not 0" if blank_ok is not None else ""))
     problems.add(~blank & ~finite, "bad_number", f"{column} is not a finite number: {{value}}", values)
     return numbers.where(~allowed_blank, 0.0)
 
 
-def _category(values: pd.Series, column: str, problems: _Problems) -> pd.Series:
-    allowed = CATEGORY_VALUES[column]
+def _spelled_as(values: pd.Series, allowed: tuple[str, ...]) -> pd.Series:
+    """Each value as its allowed spelling, ignoring ASCII letter case; NaN if it is none of them."""
     canonical = {value.lower(): value for value in allowed}
     mapped = values.str.lower().map(canonical)
+    variant = mapped.notna() & (mapped != values)
+    if variant.any():  # "Electronic chec\u212a" lowers to "...check": not a harmless variant
+        mapped[variant] = mapped[variant].where(values[variant].map(str.isascii))
+    return mapped
+
+
+def _category(values: pd.Series, column: str, problems: _Problems) -> pd.Series:
+    allowed = CATEGORY_VALUES[column]
+    mapped = _spelled_as(values, allowed)
     blank = values == ""
     problems.add(blank, "missing_value", f"{column} is blank")
     problems.add(~blank & mapped.isna(), "unknown_category",
@@ -104,10 +128,12 @@ def clean_snapshot(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     customer_id = values["customerID"]
     problems.add(customer_id == "", "missing_value", "customerID is blank")
+    problems.add((customer_id != "") & ~customer_id.str.fullmatch(_PRINTABLE_ASCII), "bad_customer_id",
+                 "customerID {value} has a character that is not printable ASCII", customer_id)
     problems.add(customer_id.str.len() > ID_LENGTH, "id_too_long", f"customerID is longer than {ID_LENGTH} characters")
 
     categories = {c: _category(values[c], c, problems) for c in CATEGORY_VALUES}
-    senior = values["SeniorCitizen"].str.capitalize().map(_SENIOR_VALUES)
+    senior = _spelled_as(values["SeniorCitizen"], tuple(_SENIOR_VALUES)).map(_SENIOR_VALUES)
     problems.add(values["SeniorCitizen"] == "", "missing_value", "SeniorCitizen is blank")
     problems.add((values["SeniorCitizen"] != "") & senior.isna(), "unknown_category",
                  "SeniorCitizen has unknown value {value} (allowed: 0, 1)", values["SeniorCitizen"])
@@ -124,9 +150,8 @@ def clean_snapshot(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     problems.add((total < 0) | (total > ceiling), "out_of_range",
                  "TotalCharges {value} is negative or far above MonthlyCharges x tenure", values["TotalCharges"])
 
-    label_text = values["Churn"].str.capitalize()
-    churned = label_text.map(_YES_NO_BOOL)
-    problems.add((label_text != "") & churned.isna(), "bad_label",
+    churned = _spelled_as(values["Churn"], tuple(_YES_NO_BOOL)).map(_YES_NO_BOOL)
+    problems.add((values["Churn"] != "") & churned.isna(), "bad_label",
                  "Churn has unknown value {value} (allowed: Yes, No, blank)", values["Churn"])
 
     no_phone = categories["PhoneService"] == "No"
@@ -169,15 +194,15 @@ def clean_snapshot(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
 
     valid = ~problems.any()
-    # Duplicates are judged among otherwise valid rows, on the normalised values.
+    # Duplicates are judged among otherwise valid rows, on the normalised values; ids ignoring case.
     value_columns = [c for c in typed.columns if c != "snapshot_date"]
+    key = customer_id.str.upper()
     candidates = typed[valid]
-    same_id = candidates["customer_id"].duplicated(keep=False)
+    same_id = key[valid].duplicated(keep=False)
     if same_id.any():
-        repeated = candidates[same_id]
-        distinct = repeated.drop_duplicates(subset=value_columns)
-        conflicting_ids = distinct["customer_id"][distinct["customer_id"].duplicated(keep=False)].unique()
-        conflict = typed["customer_id"].isin(conflicting_ids) & valid
+        distinct = candidates[same_id].drop_duplicates(subset=value_columns)
+        distinct_keys = key[distinct.index]
+        conflict = key.isin(distinct_keys[distinct_keys.duplicated(keep=False)]) & valid
         problems.add(conflict, "duplicate_conflict",
                      "customerID {value} appears on several lines with different values", customer_id)
         exact_repeat = candidates.duplicated(subset=value_columns, keep="first").reindex(typed.index, fill_value=False)

@@ -1,24 +1,48 @@
 """Reading a landing file into ``raw_customers`` rows: every value kept verbatim as text.
 
-File-level problems (no file, not UTF-8, wrong delimiter, missing or extra columns, no rows, a ragged
-line) raise :class:`SnapshotFileError` naming the file, line and column before anything is written.
+A file that is not a clean Telco CSV stops the run with :class:`SnapshotFileError`, naming the file,
+the line and (where there is one) the column, before anything is written: a half-read file would
+silently drop customers, and partial rows cannot be told apart from real blanks later. Checked:
+
+- no file, larger than ``CHURN_MAX_SNAPSHOT_BYTES`` (default 8 GiB), empty, header only;
+- the header (line 1): exactly the 21 Telco columns, comma-separated (any order);
+- bytes: UTF-8 (a BOM at the start is fine), no NUL byte, no carriage return except in a CRLF line
+  end (a bare CR would make "line N" mean different things to different tools);
+- records: exactly 21 fields each (a short line is a truncated or damaged line: the C parser would
+  pad it with blanks), no value longer than :data:`MAX_FIELD_BYTES`, and a line break after the
+  last line (without one the file may have been cut off in transfer). Blank lines hold no customer
+  and are skipped.
+
+Line numbers are physical lines of the file (header = 1), also when a quoted value spans lines: a
+file without any ``"`` is parsed by pandas' C parser after a vectorised byte scan (the common,
+fast case), a file with quotes by the ``csv`` module, which reports where each record starts.
 Row-level problems are left to :mod:`churn_pipeline.logic.cleaning`.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from churn_pipeline.constants import TELCO_COLUMNS, snapshot_file_name
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # A snapshot far larger than any customer base we serve is a delivery mistake, not data.
-MAX_FILE_BYTES = 8 * 1024**3
+DEFAULT_MAX_FILE_BYTES = 8 * 1024**3
+MAX_FILE_BYTES_ENV = "CHURN_MAX_SNAPSHOT_BYTES"
+# raw_customers keeps each delivered value in a MySQL TEXT column (at most 65,535 bytes): a longer
+# value could not be stored verbatim, and no Telco value is anywhere near it.
+MAX_FIELD_BYTES = 65_535
+_FIELDS = len(TELCO_COLUMNS)
+_MAX_LINE_BYTES = _FIELDS * (MAX_FIELD_BYTES + 3)  # every field at the limit, quoted, plus commas
+_CHUNK_BYTES = 16 * 1024**2
+_BARE_CR = re.compile(rb"\r(?!\n)")
 
 
 class SnapshotFileError(ValueError):
@@ -32,33 +56,46 @@ def snapshot_path(landing_dir: str | Path, snapshot_date: str) -> Path:
     return Path(landing_dir) / snapshot_file_name(snapshot_date)
 
 
+def max_file_bytes() -> int:
+    """The size limit: ``CHURN_MAX_SNAPSHOT_BYTES`` if set, else 8 GiB."""
+    raw = os.environ.get(MAX_FILE_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_FILE_BYTES
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise ValueError(f"{MAX_FILE_BYTES_ENV}={raw!r} is not a whole number of bytes") from None
+    if limit <= 0:
+        raise ValueError(f"{MAX_FILE_BYTES_ENV} must be positive, got {limit}")
+    return limit
+
+
 def read_snapshot(path: str | Path, snapshot_date: str, loaded_at: datetime | None = None) -> pd.DataFrame:
     """The file's rows as ``raw_customers``: the 21 Telco columns as text plus load metadata."""
     path = Path(path)
     if not path.is_file():
         raise SnapshotFileError(f"{path}: no snapshot file for {snapshot_date} (expected {path.name})")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise SnapshotFileError(f"{path}: {size:,} bytes is larger than the {MAX_FILE_BYTES:,}-byte limit")
-    header = _read_header(path)
-    _check_header(path, header)
     try:
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig",
-            engine="c", quoting=csv.QUOTE_MINIMAL, skip_blank_lines=False,
-        )
-    except pd.errors.ParserError as error:
-        raise SnapshotFileError(f"{path}: {error}") from None
-    except UnicodeDecodeError as error:
-        raise SnapshotFileError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        size, limit = path.stat().st_size, max_file_bytes()
+        if size > limit:
+            raise SnapshotFileError(f"{path}: {size:,} bytes is larger than the {limit:,}-byte limit "
+                                    f"({MAX_FILE_BYTES_ENV})")
+        header = _read_header(path)
+        _check_header(path, header)
+        lines = _scan(path, header)
+        if lines is None:
+            frame, lines = _read_quoted(path, header)
+        else:
+            frame = _read_plain(path, len(lines))
+    except OSError as error:
+        raise SnapshotFileError(f"{path}: cannot be read ({error.strerror or error})") from None
     if frame.empty:
         raise SnapshotFileError(f"{path}: header only, no customer rows")
-    # Short lines leave NaN: keep them as blanks so cleaning rejects them by line number.
-    frame = frame[list(TELCO_COLUMNS)].fillna("")
+    frame = frame[list(TELCO_COLUMNS)]
     meta = pd.DataFrame(
         {
             "snapshot_date": pd.Series(pd.Timestamp(snapshot_date), index=frame.index, dtype="datetime64[ns]"),
-            "source_line": pd.RangeIndex(2, len(frame) + 2),
+            "source_line": np.asarray(lines, dtype="int64"),
             "source_file": path.name,
             "loaded_at": pd.Series(_utc_naive(loaded_at), index=frame.index, dtype="datetime64[ns]"),
         },
@@ -73,16 +110,24 @@ def _utc_naive(moment: datetime | None) -> pd.Timestamp:
 
 
 def _read_header(path: Path) -> list[str]:
+    with path.open("rb") as handle:
+        raw = handle.readline(_MAX_LINE_BYTES)  # bounded: a binary file may have no line break
     try:
-        with path.open("r", encoding="utf-8-sig", newline="") as handle:
-            first = handle.readline()
+        first = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:
         raise SnapshotFileError(f"{path}: line 1 is not UTF-8 text ({error.reason})") from None
-    if not first.strip():
+    if not raw:
         raise SnapshotFileError(f"{path}: empty file (no header line)")
+    if not first.strip():
+        raise SnapshotFileError(f"{path}: line 1 is blank; the header must be the first line")
     if "\x00" in first:
         raise SnapshotFileError(f"{path}: line 1 contains NUL bytes; not a CSV text file")
-    return next(csv.reader([first]))
+    if len(raw) >= _MAX_LINE_BYTES:
+        raise SnapshotFileError(f"{path}: line 1 is longer than {_MAX_LINE_BYTES:,} bytes; not a CSV header")
+    try:
+        return next(csv.reader([first.rstrip("\r\n")]))
+    except csv.Error as error:
+        raise SnapshotFileError(f"{path}: line 1 (header) is not CSV: {error}") from None
 
 
 def _check_header(path: Path, header: list[str]) -> None:
@@ -96,10 +141,144 @@ def _check_header(path: Path, header: list[str]) -> None:
     if missing:
         problems.append(f"missing columns {missing}")
     if extra:
-        problems.append(f"unexpected columns {extra}")
+        problems.append(f"unexpected columns {[c[:60] for c in extra[:5]]}")
     if duplicated:
         problems.append(f"repeated columns {duplicated}")
     if problems:
         raise SnapshotFileError(f"{path}: line 1 (header): " + "; ".join(problems))
     if names != header:
         raise SnapshotFileError(f"{path}: line 1 (header): column names have surrounding spaces")
+
+
+def _scan(path: Path, header: list[str]) -> np.ndarray | None:
+    """One pass over the bytes, in chunks of whole lines: encoding, NUL, CR, the final line break
+    and, until the first ``"``, the fields of every line. Returns the line numbers of the data
+    lines, or None if the file has quotes (its records are then located by the csv module)."""
+    data_lines: list[np.ndarray] = []
+    quoted = False
+    first_line = 1
+    pending = b""
+    with path.open("rb") as handle:
+        while True:
+            block = handle.read(_CHUNK_BYTES)
+            chunk = pending + block
+            if block:
+                cut = chunk.rfind(b"\n") + 1
+                chunk, pending = chunk[:cut], chunk[cut:]
+                if len(pending) > _MAX_LINE_BYTES:
+                    line = first_line + chunk.count(b"\n")
+                    raise SnapshotFileError(f"{path}: line {line} is longer than {_MAX_LINE_BYTES:,} bytes "
+                                            "without a line break; not a customer record")
+            elif chunk:
+                line = first_line + chunk.count(b"\n")
+                raise SnapshotFileError(f"{path}: line {line}, the last, does not end with a line break: "
+                                        "the file may be truncated")
+            if chunk:
+                _check_bytes(path, chunk, first_line, header)
+                quoted = quoted or b'"' in chunk
+                if not quoted:
+                    data_lines.append(_check_fields(path, chunk, first_line, header))
+                first_line += chunk.count(b"\n")
+            if not block:
+                break
+    if quoted:
+        return None
+    lines = np.concatenate(data_lines) if data_lines else np.empty(0, dtype="int64")
+    return lines[lines > 1]
+
+
+def _check_bytes(path: Path, chunk: bytes, first_line: int, header: list[str]) -> None:
+    try:
+        chunk.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _located(path, chunk, first_line, error.start, header,
+                       f"is not UTF-8 text (byte 0x{chunk[error.start]:02x}); re-export the file as UTF-8") from None
+    nul = chunk.find(b"\x00")
+    if nul >= 0:
+        raise _located(path, chunk, first_line, nul, header, "contains a NUL byte")
+    bare_cr = chunk.count(b"\r") != chunk.count(b"\r\n") and _BARE_CR.search(chunk)
+    if bare_cr:
+        raise _located(path, chunk, first_line, bare_cr.start(), header,
+                       "has a carriage return that does not end the line (only LF or CRLF line ends)")
+
+
+def _check_fields(path: Path, chunk: bytes, first_line: int, header: list[str]) -> np.ndarray:
+    """Field count and length of every line of a quote-free chunk; the numbers of its non-blank lines."""
+    data = np.frombuffer(chunk, dtype=np.uint8)
+    ends = np.flatnonzero(data == 10)  # the chunk ends with a line break
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts - ((ends > starts) & (data[np.maximum(ends - 1, 0)] == 13))  # without CRLF
+    fields = np.diff(np.searchsorted(np.flatnonzero(data == 44), ends), prepend=0) + 1
+    line_numbers = first_line + np.arange(len(ends))
+    blank = lengths == 0
+    bad = np.flatnonzero((fields != _FIELDS) & ~blank & (line_numbers > 1))  # the header was checked by name
+    if len(bad):
+        raise SnapshotFileError(f"{path}: line {line_numbers[bad[0]]} has {fields[bad[0]]} fields, expected "
+                                f"{_FIELDS} (a truncated or damaged line)")
+    for index in np.flatnonzero(lengths > MAX_FIELD_BYTES):  # rare: only then look at single values
+        offset = int(starts[index])
+        for value in chunk[offset:offset + lengths[index]].split(b","):
+            if len(value) > MAX_FIELD_BYTES:
+                raise _located(path, chunk, first_line, offset, header, _too_long(len(value)))
+            offset += len(value) + 1
+    return line_numbers[~blank]
+
+
+def _located(path: Path, chunk: bytes, first_line: int, offset: int, header: list[str], problem: str
+             ) -> SnapshotFileError:
+    """An error naming the line (and, on a line without quotes, the column) of byte ``offset``."""
+    line_start = chunk.rfind(b"\n", 0, offset) + 1
+    line = first_line + chunk.count(b"\n", 0, offset)
+    prefix = chunk[line_start:offset]
+    where = f"line {line}"
+    if b'"' not in prefix and b"\r" not in prefix:
+        column = prefix.count(b",")
+        if column < len(header):
+            where += f", column {column + 1} ({header[column]})"
+    return SnapshotFileError(f"{path}: {where} {problem}")
+
+
+def _too_long(size: int) -> str:
+    return f"has a value of {size:,} bytes, more than the {MAX_FIELD_BYTES:,} a raw value may hold"
+
+
+def _read_plain(path: Path, expected_rows: int) -> pd.DataFrame:
+    """A quote-free file whose every line was checked by :func:`_scan`: pandas' C parser."""
+    try:
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig",
+            engine="c", quoting=csv.QUOTE_MINIMAL, skip_blank_lines=True, index_col=False,
+        )
+    except (ValueError, csv.Error) as error:  # ParserError and UnicodeDecodeError are ValueErrors
+        raise SnapshotFileError(f"{path}: {error}") from None
+    if len(frame) != expected_rows:  # the scan and the parser disagree: do not guess line numbers
+        raise SnapshotFileError(f"{path}: {len(frame)} rows parsed but {expected_rows} data lines found")
+    return frame
+
+
+def _read_quoted(path: Path, header: list[str]) -> tuple[pd.DataFrame, list[int]]:
+    """A file with quotes, record by record with the csv module: the line each record starts on."""
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    with path.open("r", encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, strict=True)
+        start = 1
+        try:
+            next(reader)
+            start = reader.line_num + 1
+            for row in reader:
+                if row:  # blank lines hold no customer
+                    if len(row) != _FIELDS:
+                        raise SnapshotFileError(f"{path}: line {start} has {len(row)} fields, expected {_FIELDS} "
+                                                "(a truncated or damaged line)")
+                    for column, value in enumerate(row):
+                        size = len(value.encode()) if len(value) * 4 > MAX_FIELD_BYTES else 0  # <= 4 bytes a char
+                        if size > MAX_FIELD_BYTES:
+                            raise SnapshotFileError(f"{path}: line {start}, column {column + 1} ({header[column]}) "
+                                                    + _too_long(size))
+                    rows.append(row)
+                    lines.append(start)
+                start = reader.line_num + 1
+        except csv.Error as error:
+            raise SnapshotFileError(f"{path}: line {start}: not valid CSV ({error})") from None
+    return pd.DataFrame(rows, columns=header, dtype=object), lines
