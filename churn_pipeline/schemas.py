@@ -325,7 +325,7 @@ TABLES: dict[str, TableSpec] = {
         _spec("model_evaluation", ModelEvaluation, ["model_version", "customer_id"], partition_column="model_version"),
         _spec("scored_customers", ScoredCustomers, ["snapshot_date", "customer_id"],
               [["snapshot_date", "priority_rank"], ["snapshot_date", "risk_tier", "priority_rank"],
-               ["snapshot_date", "contract", "priority_rank"], ["customer_id"], ["model_version"]]),
+               ["snapshot_date", "contract", "priority_rank"], ["customer_id"]]),
         _spec("business_kpis", BusinessKpis, ["snapshot_date"]),
         _spec("segment_kpis", SegmentKpis, ["snapshot_date", "segment_type", "segment_value"]),
     )
