@@ -9,7 +9,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from churn_pipeline.schemas import TABLES, TableSpec
-from churn_pipeline.storage import column_kind, sql_type
+from churn_pipeline.storage import FrameChunks, StorageError, column_kind, sql_type
 
 EXAMPLES_PER_CHECK = 5
 
@@ -46,7 +46,27 @@ def describe_failures(table: str, error: pa.errors.SchemaErrors) -> str:
     return "\n".join(lines)
 
 
+class SchemaViolation(StorageError):
+    """Rows that break their table's schema, found while a stream was being written (never transient)."""
+
+
+def validate_chunks(table: str, stream: FrameChunks) -> dg.TypeCheck:
+    """A stream cannot be checked before it is written: each chunk is validated on its way to the
+    database, and a failing chunk aborts the write (the transaction keeps the old rows)."""
+
+    def check(chunk: pd.DataFrame) -> None:
+        result = validate_table(table, chunk)
+        if not result.success:
+            raise SchemaViolation(f"{result.description}\n(row numbers count from the start of the failing "
+                                  "chunk; nothing was written)")
+
+    stream.after_chunk.insert(0, check)
+    return dg.TypeCheck(True, description=f"{table}: every chunk is validated as it is written")
+
+
 def validate_table(table: str, frame: pd.DataFrame) -> dg.TypeCheck:
+    if isinstance(frame, FrameChunks) and frame.table == table:
+        return validate_chunks(table, frame)
     if not isinstance(frame, pd.DataFrame):
         return dg.TypeCheck(False, f"{table}: expected a pandas DataFrame, got {type(frame).__name__}")
     try:

@@ -20,7 +20,7 @@ import numbers
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -48,6 +48,8 @@ BulkMethod = Literal["auto", "load_data", "executemany"]
 # 4166 is MariaDB's ER_LOAD_INFILE_CAPABILITY_DISABLED (server local_infile=OFF).
 _LOCAL_INFILE_REFUSED = {1148, 2068, 3948, 1227, 4166}
 _INSERT_BATCH_ROWS = 5_000
+# Rows per chunk when a partition is read or written in pieces (scoring and KPIs stream at this size).
+DEFAULT_CHUNK_ROWS = 100_000
 
 _DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 _LONG_TEXT = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
@@ -244,11 +246,17 @@ class TableStore:
         return self.write_steps([WriteStep(name, frame, mode, partition) for name, frame in frames.items()])
 
     def write_steps(self, steps: list[WriteStep]) -> dict[str, int]:
-        """Several table writes, each with its own mode and partition, in ONE transaction."""
+        """Several table writes, each with its own mode and partition, in ONE transaction.
+
+        A step's rows are a DataFrame, or an iterable of DataFrames (:class:`FrameChunks`) consumed one
+        chunk at a time inside the transaction, so a table far larger than memory is still written
+        whole or not at all: an exception raised while producing a chunk (bad rows found late, a model
+        failing) rolls back everything, and the old rows stay."""
         for step in steps:
             if step.table not in TABLES:
                 raise StorageError(f"unknown table {step.table!r}; known tables: {', '.join(TABLES)}")
-            self._check_frame(TABLES[step.table], step.frame, step.partition)
+            if isinstance(step.frame, pd.DataFrame):
+                self._check_frame(TABLES[step.table], step.frame, step.partition)
             self.ensure_table(step.table)
         written = {}
         failure: StorageError | None = None
@@ -256,6 +264,8 @@ class TableStore:
             with self.engine.connect().execution_options(sqlite_begin="BEGIN IMMEDIATE") as conn, conn.begin():
                 for step in steps:
                     table, spec = self.table(step.table), TABLES[step.table]
+                    chunks = [step.frame] if isinstance(step.frame, pd.DataFrame) else step.frame
+                    rows_done = 0
                     try:
                         if step.mode == "replace":
                             delete = table.delete()
@@ -263,13 +273,17 @@ class TableStore:
                                 delete = delete.where(
                                     table.c[spec.partition_column] == _partition_value(spec, step.partition))
                             conn.execute(delete)
-                        written[step.table] = self._bulk_insert(conn, table, spec, step.frame)
+                        for chunk in chunks:
+                            if chunk is not step.frame:
+                                self._check_frame(spec, chunk, step.partition)
+                            rows_done += self._bulk_insert(conn, table, spec, chunk)
+                        written[step.table] = rows_done
                     except (sa.exc.DBAPIError, *_dbapi_errors()) as error:
                         where = f"partition {step.partition}" if step.partition else f"mode {step.mode}"
-                        failure = StorageError(
-                            f"writing {len(step.frame)} rows to {step.table} ({where}) failed, "
-                            f"nothing was written: {error}", transient=is_transient(error),
-                        )
+                        what = (f"{len(step.frame)} rows to {step.table}" if isinstance(step.frame, pd.DataFrame)
+                                else f"{step.table} (a stream, after {rows_done:,} rows)")
+                        failure = StorageError(f"writing {what} ({where}) failed, nothing was written: {error}",
+                                               transient=is_transient(error))
                         raise failure from error
         except (sa.exc.DBAPIError, *_dbapi_errors()) as error:
             # A killed or lost connection fails again in the rollback: report the first failure. Without
@@ -380,8 +394,15 @@ class TableStore:
         raise AssertionError("read_chunks yields at least one frame")
 
     def read_chunks(self, name: str, partition: str | None = None, columns: list[str] | None = None,
-                    where: sa.ColumnElement | None = None, chunk_rows: int | None = 200_000,
+                    where: sa.ColumnElement | None = None, chunk_rows: int | None = DEFAULT_CHUNK_ROWS,
                     ) -> Iterator[pd.DataFrame]:
+        """Rows in primary-key order, ``chunk_rows`` at a time (every chunk full but the last), with the
+        schema's dtypes; ``chunk_rows=None`` yields the whole result as one frame. Always yields at
+        least one frame (empty if there are no rows). Memory is bounded by the chunk, not the table:
+        MySQL results stream from the server (ConnectorX's Arrow stream, else a server-side cursor).
+
+        Two tables with the same primary key and the same rows (clean customers and their features)
+        read with the same ``chunk_rows`` give aligned chunks: see :meth:`read_aligned`."""
         table = self.ensure_table(name)
         spec = TABLES[name]
         columns = columns or spec.columns
@@ -395,33 +416,79 @@ class TableStore:
         if chunk_rows is None:
             yield self._restore(spec, self._read_whole(query), columns)
             return
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
+        yielded = False
+        for frame in _exact_chunks(self._stream(query, columns, chunk_rows), chunk_rows):
+            yielded = True
+            yield self._restore(spec, frame, columns)
+        if not yielded:
+            yield self._restore(spec, pd.DataFrame({c: [] for c in columns}), columns)
+
+    def read_aligned(self, tables: Mapping[str, list[str] | None], partition: str,
+                     chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[dict[str, pd.DataFrame]]:
+        """Chunks of several tables keyed by ``(snapshot_date, customer_id)``, row for row: each item maps
+        table name to that table's rows for the same customers. A table holding other customers than
+        the first (a stale or half-rebuilt day) is an error naming both, never a silent misalignment."""
+        names = list(tables)
+        readers = [self.read_chunks(name, partition, tables[name], chunk_rows=chunk_rows) for name in names]
+        for chunks in zip(*readers, strict=False):
+            first = chunks[0]["customer_id"].to_numpy()
+            for name, chunk in zip(names[1:], chunks[1:]):
+                other = chunk["customer_id"].to_numpy()
+                if len(other) != len(first) or not (other == first).all():
+                    raise StorageError(
+                        f"{names[0]} and {name} for partition {partition} hold different customers "
+                        f"(around customer {first[0] if len(first) else '?'}): rebuild {name} for that day")
+            yield dict(zip(names, chunks))
+        for name, reader in zip(names, readers):
+            if next(reader, None) is not None:
+                raise StorageError(f"{name} for partition {partition} holds more rows than {names[0]}: "
+                                   f"rebuild it for that day")
+
+    def _stream(self, query: sa.Select, columns: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """The result of ``query`` as DataFrames of any size, streamed from the server."""
+        if self._connectorx_ok(query) and _pyarrow_ok():
+            sql = str(query.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
+            try:
+                reader = _connectorx.read_sql(self._connectorx_url, sql, return_type="arrow_stream",
+                                              batch_size=chunk_rows)
+            except Exception as error:  # noqa: BLE001 - as in _read_whole: fall back to SQLAlchemy
+                self._warn_connectorx(error)
+            else:
+                for batch in reader:
+                    yield batch.to_pandas()
+                return
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
-            yielded = False
             for rows in result.partitions(chunk_rows):
-                yielded = True
-                yield self._restore(spec, pd.DataFrame(rows, columns=columns), columns)
-            if not yielded:
-                yield self._restore(spec, pd.DataFrame(columns=columns), columns)
+                yield pd.DataFrame(rows, columns=columns)
 
-    def _read_whole(self, query: sa.Select) -> pd.DataFrame:
-        """A whole result as a DataFrame: on MySQL through ConnectorX (Rust, ~10x faster than PyMySQL
-        decoding rows in Python) where it is installed, else through SQLAlchemy. ConnectorX takes no bound parameters,
-        so the statement is rendered by SQLAlchemy's own literal quoting; values in our queries are
-        only partition keys and numbers we built, never raw user text."""
+    def _connectorx_ok(self, query: sa.Select) -> bool:
         # Only dates and numbers are inlined: SQLAlchemy's literal quoting of text leaves backslashes
         # unescaped and doubles '%' (PyMySQL's paramstyle), so text would match the wrong rows or inject
         # SQL (and "\\'" crashed ConnectorX): any text value is bound through SQLAlchemy instead.
-        inlinable = all(isinstance(value, (numbers.Number, datetime.date))
-                        for value in query.compile(dialect=self.engine.dialect).params.values())
-        if _connectorx is not None and self.is_mysql and inlinable:  # its SQLite reader misses WAL content
+        if _connectorx is None or not self.is_mysql:  # its SQLite reader misses WAL content
+            return False
+        return all(isinstance(value, (numbers.Number, datetime.date))
+                   for value in query.compile(dialect=self.engine.dialect).params.values())
+
+    def _warn_connectorx(self, error: Exception) -> None:
+        if not self._connectorx_warned:
+            log.warning("ConnectorX could not read (%s); reading through SQLAlchemy", error)
+            self._connectorx_warned = True
+
+    def _read_whole(self, query: sa.Select) -> pd.DataFrame:
+        """A whole result as a DataFrame: on MySQL through ConnectorX (Rust, ~10x faster than PyMySQL
+        decoding rows in Python) where it is installed, else through SQLAlchemy. ConnectorX takes no
+        bound parameters, so the statement is rendered by SQLAlchemy's own literal quoting; values in
+        our queries are only partition keys and numbers we built, never raw user text (_connectorx_ok)."""
+        if self._connectorx_ok(query):
             sql = str(query.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
             try:
                 return _connectorx.read_sql(self._connectorx_url, sql)
             except Exception as error:  # noqa: BLE001 - e.g. an auth plugin it lacks: the slow path still works
-                if not self._connectorx_warned:
-                    log.warning("ConnectorX could not read (%s); reading through SQLAlchemy", error)
-                    self._connectorx_warned = True
+                self._warn_connectorx(error)
         with self.engine.connect() as conn:
             return pd.read_sql_query(query, conn)
 
@@ -454,6 +521,28 @@ class TableStore:
                 out[name] = values.astype(object).where(values.notna(), None)
         return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
 
+    def count(self, name: str, partition: str | None = None, where: sa.ColumnElement | None = None) -> int:
+        """Rows of a table (one partition, or all), optionally filtered, counted by the server."""
+        table = self.ensure_table(name)
+        spec = TABLES[name]
+        query = sa.select(sa.func.count()).select_from(table)
+        if partition is not None:
+            query = query.where(table.c[spec.partition_column] == _partition_value(spec, partition))
+        if where is not None:
+            query = query.where(where)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar())
+
+    def has_rows(self, name: str, partition: str | None = None) -> bool:
+        """Whether a table (one partition, or all) has any row (an index probe, not a count)."""
+        table = self.ensure_table(name)
+        spec = TABLES[name]
+        query = sa.select(sa.literal(1)).select_from(table).limit(1)
+        if partition is not None:
+            query = query.where(table.c[spec.partition_column] == _partition_value(spec, partition))
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
     def drop_all(self) -> None:
         """Drop every schema table (tests and resets only)."""
         for name in TABLES:
@@ -463,11 +552,84 @@ class TableStore:
 
 
 @dataclass(frozen=True)
+class PartitionHandle:
+    """One partition of one table, not yet read: what a streaming asset receives as its input.
+
+    It reads on demand: a chunk at a time (:meth:`chunks`), aligned with another table's chunks
+    (:func:`read_aligned`), whole (:meth:`read`) or only counted (:meth:`count`)."""
+
+    store: TableStore
+    table: str
+    partition: str
+
+    def chunks(self, columns: list[str] | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+               where: sa.ColumnElement | None = None) -> Iterator[pd.DataFrame]:
+        return self.store.read_chunks(self.table, self.partition, columns, where, chunk_rows=chunk_rows)
+
+    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        return self.store.read(self.table, self.partition, columns)
+
+    def count(self, where: sa.ColumnElement | None = None) -> int:
+        return self.store.count(self.table, self.partition, where)
+
+    @property
+    def columns(self) -> sa.ColumnCollection:
+        """The table's columns, for ``where`` clauses."""
+        return self.store.ensure_table(self.table).c
+
+
+def read_aligned(inputs: Mapping[str, tuple[PartitionHandle, list[str] | None]],
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[dict[str, pd.DataFrame]]:
+    """Aligned chunks of several partitions of one database, keyed as ``inputs`` is (see
+    :meth:`TableStore.read_aligned`)."""
+    handles = [handle for handle, _ in inputs.values()]
+    first = handles[0]
+    if any(h.store.url != first.store.url or h.partition != first.partition for h in handles):
+        raise StorageError("aligned reads need one database and one partition")
+    tables = {handle.table: columns for handle, columns in inputs.values()}
+    names = {handle.table: name for name, (handle, _) in inputs.items()}
+    for chunks in first.store.read_aligned(tables, first.partition, chunk_rows):
+        yield {names[table]: chunk for table, chunk in chunks.items()}
+
+
+class FrameChunks:
+    """A table's rows as a one-pass stream of DataFrames (each with the table's columns), for tables
+    too large to hold at once: :meth:`TableStore.write_steps` writes the chunks in one transaction.
+
+    ``chunks`` is consumed once. ``after_chunk`` callbacks see every chunk before it is written
+    (validation, running totals); ``rows`` counts the rows that went through."""
+
+    def __init__(self, table: str, chunks: Iterable[pd.DataFrame]):
+        self.table = table
+        self._chunks = chunks
+        self._consumed = False
+        self.rows = 0
+        self.after_chunk: list = []
+        self.after_all: list = []  # callables returning metadata, called once every chunk is written
+
+    def finished_metadata(self) -> dict:
+        out: dict = {}
+        for callback in self.after_all:
+            out.update(callback())
+        return out
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        if self._consumed:
+            raise StorageError(f"the chunks of {self.table} were already consumed; a stream is written once")
+        self._consumed = True
+        for chunk in self._chunks:
+            for callback in self.after_chunk:
+                callback(chunk)
+            self.rows += len(chunk)
+            yield chunk
+
+
+@dataclass(frozen=True)
 class WriteStep:
     """One table's part of a transaction: ``replace`` a partition (or all rows) or ``append``."""
 
     table: str
-    frame: pd.DataFrame
+    frame: pd.DataFrame | FrameChunks
     mode: Literal["replace", "append"] = "replace"
     partition: str | None = None
 
@@ -481,6 +643,31 @@ def _partition_value(spec: TableSpec, partition: str):
 
 class _LocalInfileRefused(Exception):
     pass
+
+
+def _pyarrow_ok() -> bool:
+    try:
+        import pyarrow  # noqa: F401 - ConnectorX's Arrow stream needs it
+    except ImportError:  # pragma: no cover - declared in pyproject
+        return False
+    return True
+
+
+def _exact_chunks(frames: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:
+    """Re-cut frames of any sizes into frames of exactly ``rows`` rows (the last may be shorter)."""
+    pending: list[pd.DataFrame] = []
+    held = 0
+    for frame in frames:
+        while len(frame):
+            take = min(rows - held, len(frame))
+            pending.append(frame.iloc[:take])
+            held += take
+            frame = frame.iloc[take:]
+            if held == rows:
+                yield pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0].reset_index(drop=True)
+                pending, held = [], 0
+    if held:
+        yield pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0].reset_index(drop=True)
 
 
 def _dbapi_errors() -> tuple[type[Exception], ...]:

@@ -8,13 +8,17 @@ import sqlalchemy as sa
 from churn_pipeline.assets._metadata import table_metadata
 from churn_pipeline.dagster_types import frame_type, table_set_type
 from churn_pipeline.logic.drift import population_stability_index
-from churn_pipeline.logic.kpis import business_kpis, segment_kpis
+from churn_pipeline.logic.kpis import CLEAN_COLUMNS_FOR_KPIS, SCORED_COLUMNS_FOR_KPIS, KpiAccumulator
 from churn_pipeline.logic.modeling import ChurnModel
-from churn_pipeline.logic.scoring import score_customers
+from churn_pipeline.logic.scoring import CLEAN_COLUMNS_FOR_SCORING, plan_scores, scored_chunks
 from churn_pipeline.partitions import daily_partitions
 from churn_pipeline.resources.pipeline_config import ChurnDatabase, PipelineConfig
+from churn_pipeline.storage import FrameChunks, PartitionHandle, read_aligned
 
 KPI_TABLES = ("business_kpis", "segment_kpis")
+
+
+LAZY = dg.AssetIn(metadata={"load": "lazy"})  # a PartitionHandle: read chunk by chunk, never whole
 
 
 @dg.asset(
@@ -23,6 +27,7 @@ KPI_TABLES = ("business_kpis", "segment_kpis")
     dagster_type=frame_type("scored_customers"),
     metadata=table_metadata("scored_customers"),
     kinds={"pandas", "sql"},
+    ins={"clean_customers": LAZY, "customer_features": LAZY},
     check_specs=[
         dg.AssetCheckSpec("probabilities_complete", asset="scored_customers", blocking=True,
                           description="Every active customer has a finite probability in [0, 1]"),
@@ -34,42 +39,66 @@ def scored_customers(
     context: dg.AssetExecutionContext,
     pipeline: PipelineConfig,
     churn_db: ChurnDatabase,
-    clean_customers: dict,
-    customer_features: pd.DataFrame,
+    clean_customers: PartitionHandle,
+    customer_features: PartitionHandle,
     churn_model: ChurnModel,
 ):
     """Every active customer with churn probability, risk tier, expected revenue loss
     (p x monthly charges x horizon), call priority, the expected profit of a retention contact and
     the top reasons, naming the model version. Customers whose labels trained the model are scored
-    out-of-fold (cross-fitted)."""
-    clean = clean_customers["clean_customers"]
-    scored = score_customers(
-        clean, customer_features, churn_model,
-        model_version=churn_model.version, horizon_months=pipeline.horizon_months,
-        cross_fit=churn_model.training_snapshot == context.partition_key,
+    out-of-fold (cross-fitted). Streams through the day in chunks (two passes: probabilities and
+    priorities, then reasons and rows), written in one transaction."""
+
+    def chunks():
+        for pair in read_aligned({"clean": (clean_customers, CLEAN_COLUMNS_FOR_SCORING),
+                                  "features": (customer_features, None)}, pipeline.chunk_rows):
+            yield pair["clean"], pair["features"]
+
+    plan = plan_scores(chunks(), churn_model, pipeline.horizon_months,
+                       cross_fit=churn_model.training_snapshot == context.partition_key)
+    rows = FrameChunks("scored_customers", scored_chunks(
+        chunks(), plan, churn_model, model_version=churn_model.version,
         success_rate=pipeline.retention_success_rate, contact_cost=pipeline.contact_cost,
-    )
-    by_tier = scored.groupby("risk_tier", observed=False)["expected_revenue_loss"].sum()
-    top = scored.head(5)[["priority_rank", "customer_id", "churn_probability", "expected_revenue_loss", "top_reasons"]]
+    ))
+    call_first = _CallFirst(5)
+    rows.after_chunk.append(call_first.add)
+    rows.after_all.append(call_first.metadata)
+    tiers = pd.Series(plan.expected_revenue_loss).groupby(np.asarray(churn_model.tier(plan.probability)),
+                                                          observed=False).sum()
     yield dg.Output(
-        scored,
+        rows,
         metadata={
-            "customers_scored": len(scored),
-            "revenue_at_risk": dg.MetadataValue.float(float(scored["expected_revenue_loss"].sum())),
-            **{f"revenue_at_risk_{tier.lower()}": float(value) for tier, value in by_tier.items()},
-            "predicted_churners": float(scored["churn_probability"].sum()),
+            "customers_scored": len(plan),
+            "revenue_at_risk": dg.MetadataValue.float(float(plan.expected_revenue_loss.sum())),
+            **{f"revenue_at_risk_{tier.lower()}": float(tiers.get(tier, 0.0)) for tier in ("Low", "Medium", "High")},
+            "predicted_churners": float(plan.probability.sum()),
             "model_version": churn_model.version,
-            "call_first": dg.MetadataValue.md(top.to_markdown(index=False) if len(top) else "(none)"),
         },
     )
-    p = scored["churn_probability"].to_numpy(dtype="float64")
-    active = int((~clean["churned"].fillna(False).astype(bool)).sum())
+    p = plan.probability
+    not_churned = sa.or_(clean_customers.columns.churned.is_(None), clean_customers.columns.churned == sa.false())
+    active = clean_customers.count(where=not_churned)
     yield dg.AssetCheckResult(
         check_name="probabilities_complete",
-        passed=bool(len(p) == active and np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()),
-        metadata={"scored": len(p), "active_customers": active},
+        passed=bool(len(p) == active == rows.rows and np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()),
+        metadata={"scored": len(p), "written": rows.rows, "active_customers": active},
     )
     yield _drift_check(churn_db, context.partition_key, p, pipeline.max_score_psi)
+
+
+class _CallFirst:
+    """The top of the priority list, gathered from the chunks as they are written (for the UI)."""
+
+    def __init__(self, size: int):
+        self.size, self.rows = size, []
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        self.rows.append(chunk[chunk["priority_rank"] <= self.size])
+
+    def metadata(self) -> dict:
+        columns = ["priority_rank", "customer_id", "churn_probability", "expected_revenue_loss", "top_reasons"]
+        top = pd.concat(self.rows)[columns].sort_values("priority_rank") if self.rows else pd.DataFrame()
+        return {"call_first": dg.MetadataValue.md(top.to_markdown(index=False) if len(top) else "(none)")}
 
 
 def _drift_check(churn_db: ChurnDatabase, day: str, current: np.ndarray, max_psi: float) -> dg.AssetCheckResult:
@@ -97,20 +126,25 @@ def _drift_check(churn_db: ChurnDatabase, day: str, current: np.ndarray, max_psi
     dagster_type=table_set_type("ChurnKpis", KPI_TABLES),
     metadata=table_metadata(*KPI_TABLES),
     kinds={"pandas", "sql"},
+    ins={"scored_customers": LAZY, "clean_customers": LAZY},
 )
 def churn_kpis(
     context: dg.AssetExecutionContext,
     pipeline: PipelineConfig,
-    scored_customers: pd.DataFrame,
-    clean_customers: dict,
+    scored_customers: PartitionHandle,
+    clean_customers: PartitionHandle,
 ) -> dict:
     """Daily business KPIs (`business_kpis`: active customers, predicted churners, churn rates,
     revenue at risk by tier, the most profitable campaign list) and the same per contract, tenure
-    band, internet service and payment method (`segment_kpis`), written together in one transaction."""
-    clean = clean_customers["clean_customers"]
-    scored = scored_customers.sort_values("priority_rank", kind="stable").reset_index(drop=True)
-    overall = business_kpis(scored, clean, pipeline.horizon_months,
-                            contact_cost=pipeline.contact_cost, success_rate=pipeline.retention_success_rate)
+    band, internet service and payment method (`segment_kpis`), written together in one transaction.
+    Added up chunk by chunk from the stored scores and labels."""
+    totals = KpiAccumulator(pipeline.horizon_months, contact_cost=pipeline.contact_cost,
+                            success_rate=pipeline.retention_success_rate)
+    for chunk in scored_customers.chunks(SCORED_COLUMNS_FOR_KPIS, pipeline.chunk_rows):
+        totals.add_scored(chunk)
+    for chunk in clean_customers.chunks(CLEAN_COLUMNS_FOR_KPIS, pipeline.chunk_rows):
+        totals.add_clean(chunk)
+    overall = totals.business()
     row = overall.iloc[0]
     context.add_output_metadata(
         {
@@ -123,4 +157,4 @@ def churn_kpis(
             "model_version": str(row["model_version"]),
         }
     )
-    return {"business_kpis": overall, "segment_kpis": segment_kpis(scored, clean)}
+    return {"business_kpis": overall, "segment_kpis": totals.segments()}

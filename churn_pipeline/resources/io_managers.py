@@ -5,6 +5,11 @@ day's rows (``snapshot_date = partition``), so re-running a day is idempotent. U
 followed by a separate insert, the delete and the insert share one transaction: readers never see
 the table empty or half-written (dagster issue #14091). An asset stored as several tables
 (``metadata={"tables": [...]}``) writes them all in that one transaction.
+
+Streaming: an asset may return :class:`~churn_pipeline.storage.FrameChunks` (its rows chunk by chunk,
+still written in one transaction), and an input declared with ``AssetIn(metadata={"load": "lazy"})``
+arrives as a :class:`~churn_pipeline.storage.PartitionHandle` that reads on demand, so scoring and
+KPIs of millions of customers hold one chunk at a time.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from churn_pipeline.logic.modeling import ChurnModel
 from churn_pipeline.model_runs import ModelRegistry
 from churn_pipeline.model_store import ModelStoreError
 from churn_pipeline.settings import mask_url
-from churn_pipeline.storage import StorageError, TableStore
+from churn_pipeline.storage import FrameChunks, PartitionHandle, StorageError, TableStore
 
 
 def _tables(context: dg.OutputContext) -> list[str]:
@@ -42,6 +47,8 @@ def _failures_explained():
         raise dg.Failure(str(error), allow_retries=False) from None
     except ModelStoreError as error:
         raise dg.Failure(str(error), allow_retries=False) from None
+    except ValueError as error:  # raised while producing a stream's chunks: bad data, not bad luck
+        raise dg.Failure(f"{type(error).__name__}: {error}", allow_retries=False) from error
 
 
 def _partition(context) -> str | None:
@@ -60,7 +67,8 @@ class SqlTableIOManager(dg.ConfigurableIOManager):
     def _store(self) -> TableStore:
         return TableStore(self.db_url, bulk_method=self.bulk_method)  # type: ignore[arg-type]
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | Mapping[str, pd.DataFrame]) -> None:
+    def handle_output(self, context: dg.OutputContext,
+                      obj: pd.DataFrame | FrameChunks | Mapping[str, pd.DataFrame | FrameChunks]) -> None:
         tables = _tables(context)
         frames = dict(obj) if isinstance(obj, Mapping) else {tables[0]: obj}
         if sorted(frames) != sorted(tables):
@@ -69,8 +77,13 @@ class SqlTableIOManager(dg.ConfigurableIOManager):
         partition = _partition(context)
         with _failures_explained():
             written = self._store().write(frames, partition=partition)
+        finished = {}
+        for frame in frames.values():
+            if isinstance(frame, FrameChunks):
+                finished.update(frame.finished_metadata())
         context.add_output_metadata(
             {
+                **finished,
                 **{f"rows: {table}": dg.MetadataValue.int(count) for table, count in written.items()},
                 "dagster/row_count": dg.MetadataValue.int(sum(written.values())),
                 "tables": dg.MetadataValue.text(", ".join(tables)),
@@ -78,11 +91,19 @@ class SqlTableIOManager(dg.ConfigurableIOManager):
             }
         )
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame] | PartitionHandle:
         upstream = context.upstream_output
         tables = _tables(upstream)
         partition = _partition(context)
         store = self._store()
+        if (context.definition_metadata or {}).get("load") == "lazy":
+            with _failures_explained():
+                if not store.has_rows(tables[0], partition):
+                    raise dg.Failure(
+                        f"no rows in {tables[0]} for partition {partition}: materialize "
+                        f"{upstream.asset_key.to_user_string()} for that day first", allow_retries=False,
+                    )
+            return PartitionHandle(store, tables[0], partition)
         with _failures_explained():
             frames = {table: store.read(table, partition=partition) for table in tables}
         for table, frame in frames.items():

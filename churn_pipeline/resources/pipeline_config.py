@@ -9,7 +9,7 @@ from churn_pipeline.logic.champion import DEFAULT_TOLERANCE, QualityFloor
 from churn_pipeline.logic.estimators import CANDIDATE_NAMES
 from churn_pipeline.logic.modeling import DEFAULT_MAX_TRAINING_ROWS, DEFAULT_TIER_THRESHOLDS
 from churn_pipeline.model_runs import ModelRegistry
-from churn_pipeline.storage import TableStore
+from churn_pipeline.storage import DEFAULT_CHUNK_ROWS, TableStore
 
 
 class PipelineConfig(dg.ConfigurableResource):
@@ -35,6 +35,8 @@ class PipelineConfig(dg.ConfigurableResource):
     candidates: str = Field(default=",".join(CANDIDATE_NAMES),
                             description="Model candidates compared by nested cross-validation (CHURN_MODEL_CANDIDATES)")
     max_score_psi: float = Field(default=0.2, gt=0, description="Score drift (PSI) above which a warning is raised")
+    chunk_rows: int = Field(default=DEFAULT_CHUNK_ROWS, gt=0,
+                            description="Customers per chunk when scoring and KPIs stream through a day")
 
     def quality_floor(self) -> QualityFloor:
         return QualityFloor(self.min_roc_auc, self.max_calibration_error)
