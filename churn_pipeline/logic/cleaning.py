@@ -93,7 +93,8 @@ def _number(values: pd.Series, column: str, problems: _Problems, blank_ok: pd.Se
     blank = values == ""
     allowed_blank = blank & (blank_ok if blank_ok is not None else False)
     # to_numeric takes only ASCII notation (no fullwidth digits, no 1_000); "inf" fails the finite test
-    numbers = pd.to_numeric(values.where(~blank), errors="coerce").astype("float64") + 0.0  # -0.0 → 0.0
+    numbers = per_distinct(values.where(~blank),
+                           lambda v: pd.to_numeric(v, errors="coerce").astype("float64") + 0.0)  # -0.0 → 0.0
     finite = np.isfinite(numbers.to_numpy())
     problems.add(blank & ~allowed_blank, "missing_value",
                  f"{column} is blank" + (" but tenure is not 0" if blank_ok is not None else ""))
@@ -101,14 +102,31 @@ def _number(values: pd.Series, column: str, problems: _Problems, blank_ok: pd.Se
     return numbers.where(~allowed_blank, 0.0)
 
 
+def per_distinct(values: pd.Series, transform) -> pd.Series:
+    """``transform`` (a Series → Series function, element by element) computed once per distinct value.
+
+    A category column of a million rows holds a handful of spellings, and a charge column a few
+    thousand amounts: string work on the distinct values and a take by code costs one hash pass,
+    not a million string operations (cleaning 1M customers: 20 s → a few seconds)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    if len(uniques) * 2 > len(values):  # mostly distinct (ids): nothing to share
+        return transform(values)
+    done = transform(pd.Series(uniques, dtype=values.dtype))
+    return pd.Series(done.to_numpy()[codes], index=values.index, dtype=done.dtype, name=values.name)
+
+
 def _spelled_as(values: pd.Series, allowed: tuple[str, ...]) -> pd.Series:
     """Each value as its allowed spelling, ignoring ASCII letter case; NaN if it is none of them."""
     canonical = {value.lower(): value for value in allowed}
-    mapped = values.str.lower().map(canonical)
-    variant = mapped.notna() & (mapped != values)
-    if variant.any():  # "Electronic chec\u212a" lowers to "...check": not a harmless variant
-        mapped[variant] = mapped[variant].where(values[variant].map(str.isascii))
-    return mapped
+
+    def spell(distinct: pd.Series) -> pd.Series:
+        mapped = distinct.str.lower().map(canonical)
+        variant = mapped.notna() & (mapped != distinct)
+        if variant.any():  # "Electronic chec\u212a" lowers to "...check": not a harmless variant
+            mapped[variant] = mapped[variant].where(distinct[variant].map(str.isascii))
+        return mapped
+
+    return per_distinct(values, spell)
 
 
 def _category(values: pd.Series, column: str, problems: _Problems) -> pd.Series:
@@ -123,7 +141,7 @@ def _category(values: pd.Series, column: str, problems: _Problems) -> pd.Series:
 
 def clean_snapshot(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split raw rows into (clean_customers, rejected_customers)."""
-    values = {c: raw[c].astype(str).str.strip() for c in TELCO_COLUMNS}
+    values = {c: per_distinct(raw[c], lambda v: v.astype(str).str.strip()) for c in TELCO_COLUMNS}
     problems = _Problems(len(raw))
 
     customer_id = values["customerID"]
