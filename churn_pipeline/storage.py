@@ -14,6 +14,7 @@ the benchmarks and the tests.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import numbers
@@ -427,24 +428,9 @@ class TableStore:
 
     def read_aligned(self, tables: Mapping[str, list[str] | None], partition: str,
                      chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[dict[str, pd.DataFrame]]:
-        """Chunks of several tables keyed by ``(snapshot_date, customer_id)``, row for row: each item maps
-        table name to that table's rows for the same customers. A table holding other customers than
-        the first (a stale or half-rebuilt day) is an error naming both, never a silent misalignment."""
-        names = list(tables)
-        readers = [self.read_chunks(name, partition, tables[name], chunk_rows=chunk_rows) for name in names]
-        for chunks in zip(*readers, strict=False):
-            first = chunks[0]["customer_id"].to_numpy()
-            for name, chunk in zip(names[1:], chunks[1:]):
-                other = chunk["customer_id"].to_numpy()
-                if len(other) != len(first) or not (other == first).all():
-                    raise StorageError(
-                        f"{names[0]} and {name} for partition {partition} hold different customers "
-                        f"(around customer {first[0] if len(first) else '?'}): rebuild {name} for that day")
-            yield dict(zip(names, chunks))
-        for name, reader in zip(names, readers):
-            if next(reader, None) is not None:
-                raise StorageError(f"{name} for partition {partition} holds more rows than {names[0]}: "
-                                   f"rebuild it for that day")
+        """Aligned chunks of several tables of one partition, keyed by table name (see :func:`read_aligned`)."""
+        return read_aligned({name: (PartitionHandle(self, name, partition), columns)
+                             for name, columns in tables.items()}, chunk_rows)
 
     def _stream(self, query: sa.Select, columns: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
         """The result of ``query`` as DataFrames of any size, streamed from the server."""
@@ -556,17 +542,27 @@ class PartitionHandle:
     """One partition of one table, not yet read: what a streaming asset receives as its input.
 
     It reads on demand: a chunk at a time (:meth:`chunks`), aligned with another table's chunks
-    (:func:`read_aligned`), whole (:meth:`read`) or only counted (:meth:`count`)."""
+    (:func:`read_aligned`), whole (:meth:`read`) or only counted (:meth:`count`). With ``frame`` (the
+    rows this process has just committed, in primary-key order; see :func:`in_key_order`) chunks are
+    slices of it instead of queries: same rows, no round trip."""
 
     store: TableStore
     table: str
     partition: str
+    frame: pd.DataFrame | None = None
 
     def chunks(self, columns: list[str] | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                where: sa.ColumnElement | None = None) -> Iterator[pd.DataFrame]:
-        return self.store.read_chunks(self.table, self.partition, columns, where, chunk_rows=chunk_rows)
+        if self.frame is None or where is not None:
+            yield from self.store.read_chunks(self.table, self.partition, columns, where, chunk_rows=chunk_rows)
+            return
+        frame = self.frame[columns or TABLES[self.table].columns]
+        for start in range(0, max(len(frame), 1), chunk_rows):
+            yield frame.iloc[start:start + chunk_rows].reset_index(drop=True)
 
     def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        if self.frame is not None:
+            return self.frame[columns or TABLES[self.table].columns].copy()
         return self.store.read(self.table, self.partition, columns)
 
     def count(self, where: sa.ColumnElement | None = None) -> int:
@@ -580,16 +576,34 @@ class PartitionHandle:
 
 def read_aligned(inputs: Mapping[str, tuple[PartitionHandle, list[str] | None]],
                  chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[dict[str, pd.DataFrame]]:
-    """Aligned chunks of several partitions of one database, keyed as ``inputs`` is (see
-    :meth:`TableStore.read_aligned`)."""
-    handles = [handle for handle, _ in inputs.values()]
-    first = handles[0]
-    if any(h.store.url != first.store.url or h.partition != first.partition for h in handles):
-        raise StorageError("aligned reads need one database and one partition")
-    tables = {handle.table: columns for handle, columns in inputs.values()}
-    names = {handle.table: name for name, (handle, _) in inputs.items()}
-    for chunks in first.store.read_aligned(tables, first.partition, chunk_rows):
-        yield {names[table]: chunk for table, chunk in chunks.items()}
+    """Chunks of several partitions keyed by ``(snapshot_date, customer_id)``, row for row: each item
+    maps the names of ``inputs`` to their rows for the same customers. A table holding other customers
+    than the first (a stale or half-rebuilt day) is an error naming both, never a silent misalignment."""
+    names = list(inputs)
+    handles = [inputs[name][0] for name in names]
+    if any(handle.frame is None for handle in handles):  # in-memory rows and the database's collation order
+        handles = [dataclasses.replace(handle, frame=None) for handle in handles]  # may differ: read all
+    readers = [handle.chunks(inputs[name][1], chunk_rows) for name, handle in zip(names, handles)]
+    first_table = handles[0].table
+    for chunks in zip(*readers, strict=False):
+        first = chunks[0]["customer_id"].to_numpy()
+        for handle, chunk in zip(handles[1:], chunks[1:]):
+            other = chunk["customer_id"].to_numpy()
+            if len(other) != len(first) or not (other == first).all():
+                raise StorageError(
+                    f"{first_table} and {handle.table} for partition {handle.partition} hold different customers "
+                    f"(around customer {first[0] if len(first) else '?'}): rebuild {handle.table} for that day")
+        yield dict(zip(names, chunks))
+    for handle, reader in zip(handles, readers):
+        if next(reader, None) is not None:
+            raise StorageError(f"{handle.table} for partition {handle.partition} holds more rows than "
+                               f"{first_table}: rebuild it for that day")
+
+
+def in_key_order(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` in its table's primary-key order (the order reads return), index reset."""
+    order = _primary_key_order(TABLES[table], frame)
+    return frame.reset_index(drop=True) if order is None else frame.iloc[order].reset_index(drop=True)
 
 
 class FrameChunks:

@@ -39,6 +39,11 @@ def day(tmp_path_factory):
     return clean, features, model
 
 
+def _with(resource, **changes):
+    """A copy of a Dagster resource with some fields changed (model_copy misses Dagster's own config)."""
+    return type(resource)(**{**resource._get_non_default_public_field_values(), **changes})
+
+
 def _chunked(frame: pd.DataFrame, rows: int):
     return [frame.iloc[i:i + rows].reset_index(drop=True) for i in range(0, len(frame), rows)]
 
@@ -175,7 +180,7 @@ def test_the_graph_gives_the_same_tables_whatever_the_chunk_size(tmp_path, sqlit
     results = {}
     for chunk_rows in (100_000, 97):
         resources = build_resources(settings)
-        resources["pipeline"] = resources["pipeline"].model_copy(update={"chunk_rows": chunk_rows})
+        resources["pipeline"] = _with(resources["pipeline"], chunk_rows=chunk_rows)
         assert dg.materialize(ALL_ASSETS, partition_key=DAY, resources=resources).success
         store = TableStore(sqlite_url)
         results[chunk_rows] = {
@@ -203,3 +208,39 @@ def test_every_chunk_of_a_stream_is_validated_before_it_is_written(sqlite_url, d
     with pytest.raises(SchemaViolation, match="churn_probability"):
         store.write({"scored_customers": stream}, partition=DAY)
     assert (store.read("scored_customers", partition=DAY)["churn_probability"] <= 1).all()
+
+
+def test_rows_handed_over_in_memory_give_the_tables_that_reading_back_gives(tmp_path, monkeypatch):
+    """The IO manager hands each step's committed rows to the next steps of the run (no read-back);
+    with the hand-over off every step reads the database. Both write the same tables and model."""
+    reads: list[str] = []
+    original = TableStore.read_chunks
+
+    def counting(self, name, *args, **kwargs):
+        reads.append(name)
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(TableStore, "read_chunks", counting)
+    outputs = {}
+    for handoff_mb in (2048, 0):
+        folder = tmp_path / f"handoff_{handoff_mb}"
+        url = f"sqlite:///{folder / 'churn.db'}"
+        settings = dataclasses.replace(
+            Settings.from_env(), data_dir=folder, landing_dir=folder / "landing", model_dir=folder / "models",
+            db_url=url, db_url_from_env=False, model_candidates="logistic_regression",
+        )
+        write_snapshot(generate_customers(1200, seed=9, malformed_rate=0.01), settings.landing_dir, DAY)
+        resources = build_resources(settings)
+        resources["io_manager"] = _with(resources["io_manager"], handoff_mb=handoff_mb)
+        reads.clear()
+        assert dg.materialize(ALL_ASSETS, partition_key=DAY, resources=resources).success
+        outputs[handoff_mb] = (sorted(set(reads)), {
+            table: TableStore(url).read(table, partition=DAY).drop(columns=["loaded_at"], errors="ignore")
+            for table in ("clean_customers", "customer_features", "scored_customers", "business_kpis")
+        })
+    handed_reads, handed = outputs[2048]
+    plain_reads, plain = outputs[0]
+    assert "raw_customers" in plain_reads and "customer_features" in plain_reads
+    assert not {"raw_customers", "clean_customers", "customer_features"} & set(handed_reads)
+    for table, frame in handed.items():
+        pd.testing.assert_frame_equal(frame, plain[table], obj=table)

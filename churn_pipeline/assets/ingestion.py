@@ -14,7 +14,7 @@ from churn_pipeline.resources.pipeline_config import PipelineConfig
     partitions_def=daily_partitions,
     group_name="ingestion",
     dagster_type=frame_type("raw_customers"),
-    metadata=table_metadata("raw_customers"),
+    metadata={**table_metadata("raw_customers"), "handoff": "once"},
     kinds={"pandas", "sql"},
 )
 def raw_customers(context: dg.AssetExecutionContext, pipeline: PipelineConfig) -> pd.DataFrame:

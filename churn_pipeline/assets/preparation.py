@@ -16,7 +16,7 @@ CLEAN_TABLES = ("clean_customers", "rejected_customers")
     partitions_def=daily_partitions,
     group_name="preparation",
     dagster_type=table_set_type("CleanAndRejectedCustomers", CLEAN_TABLES),
-    metadata=table_metadata(*CLEAN_TABLES),
+    metadata={**table_metadata(*CLEAN_TABLES), "handoff": "keep"},
     kinds={"pandas", "sql"},
     check_specs=[dg.AssetCheckSpec("rows_accounted", asset="clean_customers", blocking=True,
                                    description="Rows read = clean + rejected: no row silently lost")],
@@ -49,7 +49,7 @@ def clean_customers(context: dg.AssetExecutionContext, raw_customers: pd.DataFra
     partitions_def=daily_partitions,
     group_name="preparation",
     dagster_type=frame_type("customer_features"),
-    metadata=table_metadata("customer_features"),
+    metadata={**table_metadata("customer_features"), "handoff": "keep"},
     kinds={"pandas", "sql"},
 )
 def customer_features(context: dg.AssetExecutionContext, clean_customers: dict) -> pd.DataFrame:

@@ -173,10 +173,12 @@ def train_churn_model(
     ``selection_rows`` labelled rows the choice is made once, on a stratified sample of that size
     (the optimism of one choice among four is negligible at that size, and it keeps training linear).
     """
-    labelled = features[features["churned"].notna()]
+    # In customer order before sampling: the same customers give the same sample and the same model
+    # whatever order the rows arrived in (from the database, or handed over in memory).
+    labelled = features[features["churned"].notna()].sort_values("customer_id", kind="stable")
     if len(labelled) > max_training_rows:
-        labelled = _stratified_sample(labelled, max_training_rows, seed)
-    labelled = labelled.sort_values("customer_id", kind="stable").reset_index(drop=True)
+        labelled = _stratified_sample(labelled, max_training_rows, seed).sort_values("customer_id", kind="stable")
+    labelled = labelled.reset_index(drop=True)
     y = labelled["churned"].astype(bool).to_numpy(dtype="int64")
     positives = int(y.sum())
     if len(labelled) < MIN_TRAINING_ROWS or min(positives, len(y) - positives) < MIN_CLASS_ROWS:
