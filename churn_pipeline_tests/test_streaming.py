@@ -244,3 +244,15 @@ def test_rows_handed_over_in_memory_give_the_tables_that_reading_back_gives(tmp_
     assert not {"raw_customers", "clean_customers", "customer_features"} & set(handed_reads)
     for table, frame in handed.items():
         pd.testing.assert_frame_equal(frame, plain[table], obj=table)
+
+
+def test_the_vectorised_text_check_still_refuses_a_value_that_is_not_text(day):
+    """schemas.py swaps pandera's per-value str check for a vectorised one; failures stay reported."""
+    from churn_pipeline.dagster_types import validate_table
+
+    clean = day[0].head(50).copy()
+    assert validate_table("clean_customers", clean).success
+    clean["customer_id"] = clean["customer_id"].astype(object)
+    clean.loc[7, "customer_id"] = 12345
+    result = validate_table("clean_customers", clean)
+    assert not result.success and "customer_id" in result.description and "12345" in result.description
