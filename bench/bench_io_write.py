@@ -334,8 +334,12 @@ def _check_rows(engine: sa.Engine, table: str, expected: int, what: str) -> None
 
 
 def bench_backend(backend: str, url: str, baseline_url: str, frames: dict[str, pd.DataFrame],
-                  day: str, repeats: int, watcher: _FallbackWatcher, progress) -> list[Result]:
-    """Times to_sql, TableStore write (+ re-run) and, on MySQL, TableStore executemany."""
+                  day: str, repeats: int, watcher: _FallbackWatcher, progress, *,
+                  rerun: bool = True, executemany: bool = True) -> list[Result]:
+    """Times to_sql, TableStore write (+ re-run) and, on MySQL, TableStore executemany.
+
+    ``rerun=False`` / ``executemany=False`` skip those two (bench_pipeline.py times only to_sql
+    against the write into an empty table)."""
     mysql = backend == "mysql"
     engine = storage.get_engine(url)
     baseline_engine = sa.create_engine(baseline_url)  # to_sql with default settings
@@ -362,20 +366,21 @@ def bench_backend(backend: str, url: str, baseline_url: str, frames: dict[str, p
             progress(f"{backend} {name}: TableStore write ({'auto' if mysql else 'sqlite'})")
             r_auto.seconds.append(_timed(store.write, {name: frame}, partition=day))
             _check_rows(engine, name, rows, "TableStore write")
-            progress(f"{backend} {name}: TableStore re-run (replace partition)")
-            r_rerun.seconds.append(_timed(store.write, {name: frame}, partition=day))
-            _check_rows(engine, name, rows, "TableStore re-run")
+            if rerun:
+                progress(f"{backend} {name}: TableStore re-run (replace partition)")
+                r_rerun.seconds.append(_timed(store.write, {name: frame}, partition=day))
+                _check_rows(engine, name, rows, "TableStore re-run")
             if mysql and watcher.fell_back:  # e.g. another session set GLOBAL local_infile = 0
                 r_auto.note = r_rerun.note = "fell back to INSERT: LOAD DATA LOCAL refused"
 
-            if mysql:
+            if mysql and executemany:
                 _drop(engine, name)
                 store = TableStore(url, bulk_method="executemany")
                 progress(f"{backend} {name}: TableStore write (executemany)")
                 r_many.seconds.append(_timed(store.write, {name: frame}, partition=day))
                 _check_rows(engine, name, rows, "TableStore executemany")
             _drop(engine, name)
-        results += [r_sql, r_auto] + ([r_many] if mysql else []) + [r_rerun]
+        results += [r_sql, r_auto] + ([r_many] if mysql and executemany else []) + ([r_rerun] if rerun else [])
     baseline_engine.dispose()
     return results
 
