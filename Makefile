@@ -9,7 +9,7 @@ CUSTOMERS ?= 20000
 SEED ?= 7
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: setup run test ui bench-io clean
+.PHONY: setup run test ui bench-io bench-scale clean
 
 $(BIN)/churn-pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ ui: setup
 
 bench-io: setup
 	$(BIN)/python bench/bench_io_write.py
+
+bench-scale: setup
+	$(BIN)/python bench/bench_pipeline.py --customers 100000 1000000
 
 clean:
 	rm -rf data/churn.db* data/models data/dagster_home data/landing/customers_*.csv
