@@ -19,6 +19,7 @@ import datetime
 import logging
 import numbers
 import os
+import queue
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -265,7 +266,7 @@ class TableStore:
             with self.engine.connect().execution_options(sqlite_begin="BEGIN IMMEDIATE") as conn, conn.begin():
                 for step in steps:
                     table, spec = self.table(step.table), TABLES[step.table]
-                    chunks = [step.frame] if isinstance(step.frame, pd.DataFrame) else step.frame
+                    chunks = step.frame
                     rows_done = 0
                     try:
                         if step.mode == "replace":
@@ -274,10 +275,11 @@ class TableStore:
                                 delete = delete.where(
                                     table.c[spec.partition_column] == _partition_value(spec, step.partition))
                             conn.execute(delete)
-                        for chunk in chunks:
-                            if chunk is not step.frame:
-                                self._check_frame(spec, chunk, step.partition)
-                            rows_done += self._bulk_insert(conn, table, spec, chunk)
+                        if isinstance(step.frame, pd.DataFrame):
+                            rows_done = self._bulk_insert(conn, table, spec, step.frame)
+                        else:
+                            checked = (self._checked(spec, chunk, step.partition) for chunk in chunks)
+                            rows_done = self._bulk_insert_chunks(conn, table, spec, checked)
                         written[step.table] = rows_done
                     except (sa.exc.DBAPIError, *_dbapi_errors()) as error:
                         where = f"partition {step.partition}" if step.partition else f"mode {step.mode}"
@@ -317,51 +319,71 @@ class TableStore:
                     f"{partition}, e.g. {wrong[spec.partition_column].iloc[0]!s}; nothing was written"
                 )
 
+    def _checked(self, spec: TableSpec, chunk: pd.DataFrame, partition: str | None) -> pd.DataFrame:
+        self._check_frame(spec, chunk, partition)
+        return chunk
+
     def _bulk_insert(self, conn: Connection, table: sa.Table, spec: TableSpec, frame: pd.DataFrame) -> int:
         if frame.empty:
             return 0
-        if self.is_mysql and self.bulk_method in ("auto", "load_data"):
-            try:
-                return self._load_data(conn, table, spec, frame)
-            except _LocalInfileRefused as refused:
-                if self.bulk_method == "load_data":
-                    raise StorageError(f"LOAD DATA LOCAL INFILE refused: {refused}") from refused
-                log.info("LOAD DATA LOCAL INFILE refused (%s); using batched INSERT", refused)
-        return self._executemany(conn, table, spec, frame)
+        if len(frame) > _LOAD_DATA_CHUNK_ROWS:  # large: in primary-key order, a chunk at a time, pipelined
+            order = _primary_key_order(spec, frame)
+            ordered = frame if order is None else frame.iloc[order]
+            return self._bulk_insert_chunks(conn, table, spec, (
+                ordered.iloc[start:start + _LOAD_DATA_CHUNK_ROWS]
+                for start in range(0, len(frame), _LOAD_DATA_CHUNK_ROWS)))
+        return self._bulk_insert_chunks(conn, table, spec, iter([frame]))
 
-    def _load_data(self, conn: Connection, table: sa.Table, spec: TableSpec, frame: pd.DataFrame) -> int:
+    def _bulk_insert_chunks(self, conn: Connection, table: sa.Table, spec: TableSpec,
+                            chunks: Iterator[pd.DataFrame]) -> int:
+        """Insert chunks in order. On MySQL each chunk is one LOAD DATA LOCAL INFILE, and a thread prepares
+        the next chunk (producing it, validating it, writing its text) while the server loads this one:
+        client and server work at the same time on the two cores instead of taking turns. Any error,
+        on either side, stops both and propagates (the caller's transaction then rolls back)."""
+        use_load_data = self.is_mysql and self.bulk_method in ("auto", "load_data")
+        if not use_load_data:
+            return sum(self._executemany(conn, table, spec, chunk) for chunk in chunks if not chunk.empty)
+        done = 0
+        with _Prepared(spec, chunks) as prepared:
+            for chunk, path in prepared:
+                if use_load_data:
+                    try:
+                        done += self._load_file(conn, table, chunk, path)
+                        continue
+                    except _LocalInfileRefused as refused:
+                        if self.bulk_method == "load_data":
+                            raise StorageError(f"LOAD DATA LOCAL INFILE refused: {refused}") from refused
+                        log.info("LOAD DATA LOCAL INFILE refused (%s); using batched INSERT", refused)
+                        use_load_data = False
+                done += self._executemany(conn, table, spec, chunk)
+        return done
+
+    def _load_file(self, conn: Connection, table: sa.Table, frame: pd.DataFrame, path: str) -> int:
         import pymysql
 
         columns = ", ".join(f"`{c}`" for c in frame.columns)
-        handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".tsv", delete=False)
-        path = handle.name
+        cursor = conn.connection.dbapi_connection.cursor()
         try:
-            with handle:
-                _write_load_data_file(spec, frame, handle, _primary_key_order(spec, frame))
-            cursor = conn.connection.dbapi_connection.cursor()
-            try:
-                loaded = cursor.execute(
-                    f"LOAD DATA LOCAL INFILE %s INTO TABLE `{table.name}` CHARACTER SET utf8mb4 "
-                    f"FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({columns})",
-                    (path,),
-                )
-            except (pymysql.err.OperationalError, pymysql.err.InternalError,
-                    pymysql.err.ProgrammingError, pymysql.err.NotSupportedError) as error:
-                if error.args and error.args[0] in _LOCAL_INFILE_REFUSED:
-                    raise _LocalInfileRefused(str(error)) from error
-                raise
-            except AttributeError as error:
-                # PyMySQL, having lost the connection while sending the file, fails again writing to the
-                # closed socket ('NoneType' object has no attribute 'sendall'): report the loss itself.
-                if isinstance(error.__context__, pymysql.err.Error):
-                    raise error.__context__ from None
-                raise
-            # LOCAL turns data errors into warnings; any warning means rows were altered or skipped.
-            cursor.execute("SHOW WARNINGS LIMIT 5")
-            warnings = cursor.fetchall()
-            cursor.close()
-        finally:
-            os.unlink(path)
+            loaded = cursor.execute(
+                f"LOAD DATA LOCAL INFILE %s INTO TABLE `{table.name}` CHARACTER SET utf8mb4 "
+                f"FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({columns})",
+                (path,),
+            )
+        except (pymysql.err.OperationalError, pymysql.err.InternalError,
+                pymysql.err.ProgrammingError, pymysql.err.NotSupportedError) as error:
+            if error.args and error.args[0] in _LOCAL_INFILE_REFUSED:
+                raise _LocalInfileRefused(str(error)) from error
+            raise
+        except AttributeError as error:
+            # PyMySQL, having lost the connection while sending the file, fails again writing to the
+            # closed socket ('NoneType' object has no attribute 'sendall'): report the loss itself.
+            if isinstance(error.__context__, pymysql.err.Error):
+                raise error.__context__ from None
+            raise
+        # LOCAL turns data errors into warnings; any warning means rows were altered or skipped.
+        cursor.execute("SHOW WARNINGS LIMIT 5")
+        warnings = cursor.fetchall()
+        cursor.close()
         if warnings or loaded != len(frame):
             raise StorageError(
                 f"loading {table.name}: {loaded} of {len(frame)} rows loaded; server warnings: {list(warnings)}"
@@ -657,6 +679,73 @@ def _partition_value(spec: TableSpec, partition: str):
 
 class _LocalInfileRefused(Exception):
     pass
+
+
+class _Prepared:
+    """Iterate ``(chunk, LOAD DATA file)`` pairs, each prepared in a thread one step ahead of the loop.
+
+    Empty chunks are skipped. An exception raised while producing or preparing a chunk is raised in
+    the loop, and leaving the loop early (an error while loading) stops the thread; every temporary
+    file is removed either way."""
+
+    _DONE = object()
+
+    def __init__(self, spec: TableSpec, chunks: Iterator[pd.DataFrame]):
+        self.spec, self.chunks = spec, chunks
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._produce, name=f"prepare-{spec.name}", daemon=True)
+
+    def __enter__(self) -> Iterator[tuple[pd.DataFrame, str]]:
+        self.thread.start()
+        return self._consume()
+
+    def _produce(self) -> None:
+        try:
+            for chunk in self.chunks:
+                if self.stop.is_set():
+                    return
+                if chunk.empty:
+                    continue
+                handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".tsv", delete=False)
+                with handle:
+                    _write_load_data_file(self.spec, chunk, handle, _primary_key_order(self.spec, chunk))
+                if not self._put((chunk, handle.name)):
+                    os.unlink(handle.name)
+                    return
+            self._put(self._DONE)
+        except BaseException as error:  # noqa: BLE001 - handed to the consuming thread, which raises it
+            self._put(error)
+
+    def _put(self, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _consume(self) -> Iterator[tuple[pd.DataFrame, str]]:
+        while True:
+            item = self.queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            chunk, path = item
+            try:
+                yield chunk, path
+            finally:
+                os.unlink(path)
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        while not self.queue.empty():  # a file prepared for a loop that ended early
+            item = self.queue.get_nowait()
+            if isinstance(item, tuple):
+                os.unlink(item[1])
 
 
 def _pyarrow_ok() -> bool:
