@@ -75,9 +75,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(directory: Path, port: int, workers: int) -> subprocess.Popen:
+def start_server(directory: Path, port: int, workers: int, key_digest: str) -> subprocess.Popen:
     env = {**os.environ, "CHURN_DB_URL": f"sqlite:///{directory / 'churn.db'}",
-           "CHURN_MODEL_DIR": str(directory / "models"), "CHURN_DATA_DIR": str(directory)}
+           "CHURN_MODEL_DIR": str(directory / "models"), "CHURN_DATA_DIR": str(directory),
+           "CHURN_API_KEYS": key_digest, "CHURN_API_REQUIRE_AUTH": "true"}
     command = [sys.executable, "-m", "uvicorn", "churn_pipeline.api.app:app", "--host", "127.0.0.1",
                "--port", str(port), "--log-level", "warning", "--no-access-log", "--workers", str(workers)]
     return subprocess.Popen(command, env=env, cwd=REPO)
@@ -153,13 +154,16 @@ async def timed(session, method: str, url: str, runs: int, body: bytes | None = 
 
 
 async def run(args, directory: Path) -> list[tuple]:
+    from churn_pipeline.api.security import new_key
+
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = start_server(directory, port, args.workers)
+    key, key_digest = new_key()
+    process = start_server(directory, port, args.workers, key_digest)
     rows = []
     try:
         connector = aiohttp.TCPConnector(limit=args.clients)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with aiohttp.ClientSession(connector=connector, headers={"Authorization": f"Bearer {key}"}) as session:
             health = await wait_ready(session, base, process)
             serving = health["model"]["serving"]
             print(f"serving model {serving['version']} ({serving['algorithm']}, fast path: {serving['fast_path']})")

@@ -1,5 +1,7 @@
 """The dashboard in a real browser (headless Chromium driven by Playwright) against uvicorn and MariaDB:
-the cards, the filtered call list and the CSV download equal the SQL on the tables.
+the cards, the filtered call list and the CSV download equal the SQL on the tables. The server runs as
+in production, with API keys required: the page asks for the key, refuses a wrong one, and sends the
+right one with every data call (the CSV download included).
 
 Needs Debian's ``chromium`` (``apt-get install chromium``; Playwright's own browser download is never
 used). Without it the test skips with the reason, except under ``CI=true``, where it fails.
@@ -17,7 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from churn_pipeline_tests.test_api_support import DAY1, DAY2, free_port, prepared_database, sql
+from churn_pipeline.api.security import new_key
+from churn_pipeline_tests.test_api_support import DAY1, DAY2, customers_json, free_port, prepared_database, sql
 
 CHROMIUM = Path(os.environ.get("CHURN_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -56,11 +59,15 @@ def browser(chromium, server):  # after the server: the graph runs before Playwr
 
 @pytest.fixture(scope="module")
 def server(chromium, request, tmp_path_factory):
-    """uvicorn in its own process on a free loopback port, over the graph's tables on MariaDB."""
+    """uvicorn in its own process on a free loopback port, over the graph's tables on MariaDB, requiring
+    an API key made for this run (only its digest goes into the server's environment)."""
     db = prepared_database("mysql", request, tmp_path_factory)
     port = free_port()
+    key, key_digest = new_key()
     env = {**os.environ, "CHURN_DB_URL": db.url, "CHURN_MODEL_DIR": str(db.settings.model_dir),
-           "CHURN_DATA_DIR": str(db.settings.data_dir)}
+           "CHURN_DATA_DIR": str(db.settings.data_dir), "CHURN_API_KEYS": key_digest,
+           "CHURN_API_REQUIRE_AUTH": "true"}
+    env.pop("CHURN_API_CORS_ORIGINS", None)
     log = tmp_path_factory.mktemp("uvicorn") / "uvicorn.log"
     with log.open("w") as output:
         process = subprocess.Popen([sys.executable, "-m", "uvicorn", "churn_pipeline.api.app:app", "--host",
@@ -77,7 +84,7 @@ def server(chromium, request, tmp_path_factory):
                 pass
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
-        yield base, db
+        yield base, db, key
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -92,17 +99,38 @@ def _wait_for_call_list(page) -> None:
 
 
 def test_dashboard_numbers_filters_and_csv_equal_the_sql(server, browser, tmp_path):
-    base, db = server
+    base, db, key = server
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page = context.new_page()
-    problems = []
+    problems, expect_401 = [], True
+
+    def console(message) -> None:
+        # Chromium logs every 4xx fetch; the 401s while no right key is entered are the expected ones.
+        if message.type == "error" and not (expect_401 and "status of 401" in message.text):
+            problems.append(message.text)
+
     page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    started = time.monotonic()
+    page.on("console", console)
     page.goto(base + "/")
+    page.wait_for_selector("body[data-loaded='key-needed']", timeout=15_000)
+    assert page.locator("#key-form").is_visible() and page.locator("#card-active .value").inner_text() == "–"
+    assert "needs an API key" in page.locator("#key-message").inner_text()
+    page.fill("#key-input", "not-" + key)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("body[data-loaded='key-refused']")
+    assert "The API key was refused: the API key is not valid" in page.locator("#key-message").inner_text()
+    assert page.evaluate("sessionStorage.getItem('churn-api-key')") is None  # a refused key is not kept
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT.with_name("dashboard_key.png")))
+
+    started = time.monotonic()
+    page.fill("#key-input", key)
+    page.click("#key-form button[type=submit]")
     page.wait_for_selector(f"body[data-loaded='{DAY2}']", timeout=15_000)
     _wait_for_call_list(page)
     load_seconds = time.monotonic() - started
+    expect_401 = False
+    assert page.locator("#key-form").is_hidden() and page.locator("#forget-key").is_visible()
 
     kpis = sql(db.url, "SELECT * FROM business_kpis WHERE snapshot_date = :d", d=DAY2)[0]
     scored = sql(db.url, "SELECT COUNT(*) AS n, SUM(expected_revenue_loss) AS risk, "
@@ -143,7 +171,6 @@ def test_dashboard_numbers_filters_and_csv_equal_the_sql(server, browser, tmp_pa
     high_monthly = _call_list(db.url, where)
     assert _rows(page) == high_monthly[:50]
     assert f"of {len(high_monthly):,} customers" in page.locator("#call-list-status").inner_text()
-    SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     if len(high_monthly) > 50:
         page.click("#next-page")
@@ -168,9 +195,52 @@ def test_dashboard_numbers_filters_and_csv_equal_the_sql(server, browser, tmp_pa
     page.wait_for_selector(f"body[data-loaded='{DAY1}']")
     older = sql(db.url, "SELECT active_customers FROM business_kpis WHERE snapshot_date = :d", d=DAY1)[0]
     assert card("active") == f"{older['active_customers']:,}"
+
+    page.reload()  # the key lives as long as the tab: no second prompt
+    page.wait_for_selector(f"body[data-loaded='{DAY2}']", timeout=15_000)
+    assert page.locator("#key-form").is_hidden()
+    other_tab = context.new_page()  # sessionStorage is per tab: a new tab asks again
+    other_tab.goto(base + "/")
+    other_tab.wait_for_selector("body[data-loaded='key-needed']", timeout=15_000)
+    other_tab.close()
+    expect_401 = True
+    page.click("#forget-key")
+    page.wait_for_selector("body[data-loaded='key-needed']", timeout=15_000)
     context.close()
     assert not problems, problems
     assert load_seconds < 10, f"the dashboard took {load_seconds:.1f} s to load"
+
+
+def test_the_real_server_refuses_without_a_key_and_limits_streamed_bodies(server):
+    """Over HTTP to uvicorn: 401s with their challenge, the open health probe, and a chunked body (no
+    Content-Length) refused with 413 once its bytes pass the limit."""
+    base, _db, key = server
+    customer = customers_json(1)[0]
+    anonymous = httpx.post(f"{base}/predict", json=customer, timeout=10)
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == 'Bearer realm="churn-api"'
+    assert "an API key is required" in anonymous.json()["detail"]
+    for path in ("/kpis", "/segments", "/customers/at-risk", "/customers/at-risk.csv", "/model"):
+        assert httpx.get(base + path, timeout=10).status_code == 401, path
+    health = httpx.get(f"{base}/health", timeout=10)
+    assert health.status_code == 200 and health.json()["model"] == {"loaded": True, "serving": None,
+                                                                    "last_checked_at": None, "error": None}
+    assert httpx.get(f"{base}/health", headers={"X-API-Key": key}, timeout=10).json()["model"]["serving"]
+    assert httpx.get(f"{base}/", timeout=10).status_code == 200  # the page itself is public
+
+    scored = httpx.post(f"{base}/predict", json=customer, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert scored.status_code == 200, scored.text
+
+    def chunks():
+        for _ in range(40):
+            yield b" " * 8192  # 320 KiB in all, over /predict's 256 KiB
+
+    with httpx.Client(timeout=10) as client:
+        refused = client.post(f"{base}/predict", content=chunks(),
+                              headers={"X-API-Key": key, "Content-Type": "application/json"})
+        assert "content-length" not in refused.request.headers
+        assert refused.status_code == 413 and "exceeds the limit of 262,144 bytes" in refused.json()["detail"]
+        # the server is fine afterwards
+        assert client.post(f"{base}/predict", json=customer, headers={"X-API-Key": key}).status_code == 200
 
 
 def _call_list(url: str, where: str = "", limit: int = 1_000_000) -> list[str]:

@@ -9,5 +9,8 @@ Run it with ``uvicorn churn_pipeline.api.app:app``. Modules:
 - ``scorer``: a loaded champion with a fast single-customer path, checked against the pipeline's own
   scoring code before it serves.
 - ``queries``: read-only SQLAlchemy Core queries over the output tables.
-- ``predict``, ``data``, ``dashboard``: the routers; ``security``: where authentication will plug in.
+- ``predict``, ``data``, ``dashboard``: the routers.
+- ``security``: API keys (``CHURN_API_KEYS``, SHA-256 digests; ``Authorization: Bearer`` or ``X-API-Key``),
+  the dependency every scoring and data route goes through, and ``python -m churn_pipeline.api.security``
+  to make a key. ``app`` adds the request limits (413) and CORS (``CHURN_API_CORS_ORIGINS``).
 """

@@ -5,6 +5,11 @@ external CDN, nothing fetched from the internet at run time. It reads the same J
 other client (``/kpis``, ``/segments``, ``/customers/at-risk``), one page of the call list at a time,
 so it stays fast however many customers are scored.
 
+The page and its files need no API key: they hold no data. When the API requires one, the data calls
+answer 401 and the page asks for the key, keeps it in the tab's ``sessionStorage`` and sends it as
+``Authorization: Bearer <key>`` with every call (the CSV download is then fetched with the key and
+handed to the browser as a file, since a plain link cannot carry a header).
+
 The files live next to this module. An installation without them (a wheel built without package
 data) still serves the API; ``/`` then answers 503 naming the missing folder.
 """

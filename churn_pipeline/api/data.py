@@ -6,6 +6,11 @@ The call list filters by tier and by segment. A segment is named either by its c
 ``payment_method=Electronic check``; several combine with AND) or generically by the pair that
 ``GET /segments`` returns (``segment_type=contract&segment_value=Month-to-month``), which is what a
 client iterating over segments has at hand. Both spellings reach the same indexed columns.
+
+Every route here but ``/health`` needs the API key when keys are configured
+(:mod:`churn_pipeline.api.security`). ``/health`` is for orchestrators and load balancers and needs none:
+its status code and ``status`` always tell whether the service can answer, but the serving model's
+details and any error text are only shown to a caller with a valid key (or when no keys are configured).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Annotated, get_args
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -40,18 +45,22 @@ from churn_pipeline.api.schemas import (
     SegmentType,
     TenureBand,
 )
-from churn_pipeline.api.security import api_access
+from churn_pipeline.api.security import api_access, caller_authenticated
+from churn_pipeline.schemas import ID_LENGTH
 
 SEGMENT_VALUES: dict[str, tuple[str, ...]] = {
     "contract": get_args(Contract), "tenure_band": get_args(TenureBand),
     "internet_service": get_args(InternetService), "payment_method": get_args(PaymentMethod),
 }
-_ERRORS = {404: {"model": ErrorResponse, "description": "The day or customer is not stored"},
+_ERRORS = {401: {"model": ErrorResponse, "description": "No valid API key (when the server requires keys)"},
+           404: {"model": ErrorResponse, "description": "The day or customer is not stored"},
            503: {"model": ErrorResponse, "description": "The database cannot be reached or holds no tables yet"}}
 AFTER_RANK_HELP = "Keyset paging: only priority_rank above this (next_after_rank of the previous page)"
+MAX_RANK = 2**63 - 1  # priority_rank is a 64-bit integer column
 DayParam = Annotated[date | None, Query(description="Snapshot day (YYYY-MM-DD); default: the newest stored")]
 
 router = APIRouter(tags=["data"], dependencies=[Depends(api_access)], responses=_ERRORS)
+health_router = APIRouter(tags=["health"])  # no key: orchestrators probe it
 
 
 def reader(request: Request) -> Reader:
@@ -118,7 +127,7 @@ def segments(db: Annotated[Reader, Depends(reader)], date: DayParam = None,
 def at_risk(db: Annotated[Reader, Depends(reader)], filters: Annotated[CallListFilters, Depends()],
             limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
             offset: Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip (page number x limit)")] = 0,
-            after_rank: Annotated[int | None, Query(ge=0, description=AFTER_RANK_HELP)] = None):
+            after_rank: Annotated[int | None, Query(ge=0, le=MAX_RANK, description=AFTER_RANK_HELP)] = None):
     day, total, rows = db.at_risk(filters.date, filters.columns, limit, offset, after_rank)
     last_page = len(rows) < limit or (after_rank is None and offset + len(rows) >= total)
     return {"snapshot_date": day, "total": total, "limit": limit, "offset": offset,
@@ -161,7 +170,8 @@ def _csv_lines(rows: Iterator[dict]) -> Iterator[str]:
 
 @router.get("/customers/{customer_id:path}", response_model=CustomerResponse,
             summary="One customer's newest score and its history")
-def customer(customer_id: str, db: Annotated[Reader, Depends(reader)],
+def customer(customer_id: Annotated[str, Path(min_length=1, max_length=ID_LENGTH)],
+             db: Annotated[Reader, Depends(reader)],
              history_days: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 400):
     rows, newest_day = db.customer(customer_id, history_days)
     latest = rows[-1]
@@ -169,9 +179,11 @@ def customer(customer_id: str, db: Annotated[Reader, Depends(reader)],
             "history": rows}
 
 
-@router.get("/health", response_model=Health, responses={503: {"model": Health}},
-            summary="Model loaded and database reachable (200), else 503 with the reason")
+@health_router.get("/health", response_model=Health, responses={503: {"model": Health}},
+                   summary="Model loaded and database reachable (200), else 503 with the reason")
 def health(request: Request, db: Annotated[Reader, Depends(reader)]):
+    """No API key needed. Without a valid key (when keys are configured) the answer says only whether the
+    model is loaded and the database reachable: no model version, no metrics, no error text."""
     holder = request.app.state.holder
     try:
         db.ping()
@@ -183,5 +195,8 @@ def health(request: Request, db: Annotated[Reader, Depends(reader)]):
                         last_checked_at=holder.last_checked_at, error=holder.error)
     status = "ok" if serving and database.reachable else "degraded" if serving or database.reachable \
         else "unavailable"
+    if not caller_authenticated(request):
+        model = ModelStatus(loaded=model.loaded)
+        database = DatabaseStatus(reachable=database.reachable)
     body = Health(status=status, model=model, database=database)
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if status == "ok" else 503)

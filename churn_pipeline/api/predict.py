@@ -5,7 +5,8 @@ a millisecond, cheaper than a thread hop); anything slower runs in the threadpoo
 other requests. A batch is one DataFrame through ``score_telco_frame``, the pipeline's own code.
 
 If no model is loaded the answer is 503 with the reason; if scoring fails it is 500 with the reason.
-There is never a default or made-up probability.
+There is never a default or made-up probability. When API keys are configured every route here needs
+one (401 otherwise; :mod:`churn_pipeline.api.security`), and a body over its size limit is a 413.
 """
 
 # No ``from __future__ import annotations`` here: the batch request model is built at start-up (its
@@ -33,8 +34,10 @@ from churn_pipeline.logic.serving import BadCustomerRows
 
 log = logging.getLogger(__name__)
 
-_ERRORS = {503: {"model": ErrorResponse, "description": "No model loaded (none registered, or the database is down)"},
+_ERRORS = {401: {"model": ErrorResponse, "description": "No valid API key (when the server requires keys)"},
+           503: {"model": ErrorResponse, "description": "No model loaded (none registered, or the database is down)"},
            500: {"model": ErrorResponse, "description": "Scoring failed; no probability is made up"}}
+_TOO_LARGE = {413: {"model": ErrorResponse, "description": "The request body is larger than allowed"}}
 
 
 class ServiceUnavailable(Exception):
@@ -76,7 +79,7 @@ def predict_router(max_batch: int) -> APIRouter:
     router = APIRouter(tags=["scoring"], dependencies=[Depends(api_access)])
     BatchRequest = batch_request_model(max_batch)  # noqa: N806 - a class, named like one
 
-    @router.post("/predict", response_model=Prediction, responses=_ERRORS,
+    @router.post("/predict", response_model=Prediction, responses={**_ERRORS, **_TOO_LARGE},
                  summary="Score one customer with the champion model")
     async def predict(customer: TelcoCustomer, request: Request) -> Response:
         scorer = current_serving(request).scorer
@@ -92,7 +95,7 @@ def predict_router(max_batch: int) -> APIRouter:
             raise _scoring_failed(scorer, error) from None
         return _json(_prediction(scored))
 
-    @router.post("/predict/batch", response_model=BatchResponse, responses=_ERRORS,
+    @router.post("/predict/batch", response_model=BatchResponse, responses={**_ERRORS, **_TOO_LARGE},
                  summary=f"Score up to {max_batch:,} customers in one vectorised pass")
     def predict_batch(body: BatchRequest, request: Request) -> Response:
         scorer = current_serving(request).scorer

@@ -9,7 +9,7 @@ OpenAPI enum); the CSV path (``churn-pipeline score``) is more lenient about let
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -179,6 +179,12 @@ class ModelInfo(BaseModel):
     predicted_to_actual: float
     tier_medium_threshold: float
     tier_high_threshold: float
+
+    @field_validator("trained_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        """``model_runs`` stores UTC without a zone (MySQL DATETIME); say so, as RFC 3339 requires."""
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class ServingModel(ModelInfo):

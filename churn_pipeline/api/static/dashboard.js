@@ -1,6 +1,8 @@
 // The retention team's dashboard: reads the API's JSON routes and draws cards, an SVG trend chart,
 // a sortable segment table and a paged, filterable call list. Plain JavaScript, no dependencies.
 // Every value is inserted with textContent (never as HTML), so data cannot inject markup.
+// When the server requires an API key, a 401 shows a small form; the key is kept in sessionStorage
+// (this tab only, gone when it closes) and sent as "Authorization: Bearer <key>" with every data call.
 "use strict";
 
 const SEGMENT_TYPES = {
@@ -30,16 +32,52 @@ const shortMoney = (x) => {
   return "$" + x.toFixed(0);
 };
 
+const KEY_STORAGE = "churn-api-key";
+let apiKey = readStoredKey();
+
+function readStoredKey() {
+  try { return sessionStorage.getItem(KEY_STORAGE) || null; } catch { return null; }  // storage may be disabled
+}
+
+function storeKey(key) {
+  apiKey = key || null;
+  try {
+    if (apiKey) sessionStorage.setItem(KEY_STORAGE, apiKey); else sessionStorage.removeItem(KEY_STORAGE);
+  } catch { /* kept in memory only */ }
+  $("forget-key").hidden = !apiKey;
+}
+
+const authHeaders = () => (apiKey ? { Authorization: "Bearer " + apiKey } : {});
+
+// The server answered 401: no key, or a wrong one. Shown as the key form, not as an error.
+class KeyNeeded extends Error {}
+
+async function failure(response, path) {
+  const body = await response.json().catch(() => ({}));
+  const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || body);
+  return response.status === 401 ? new KeyNeeded(detail) : new Error(`${response.status} from ${path}: ${detail}`);
+}
+
 async function getJson(path, params) {
   const query = new URLSearchParams(Object.entries(params || {}).filter(([, v]) => v !== null && v !== "" && v !== undefined));
   const url = path + (query.toString() ? "?" + query : "");
-  const response = await fetch(url, { headers: { Accept: "application/json" } });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || body);
-    throw new Error(`${response.status} from ${path}: ${detail}`);
-  }
-  return body;
+  const response = await fetch(url, { headers: { Accept: "application/json", ...authHeaders() } });
+  if (!response.ok) throw await failure(response, path);
+  return response.json();
+}
+
+function askForKey(error) {
+  const refused = apiKey !== null;
+  storeKey(null);  // a refused key is forgotten at once
+  $("key-message").textContent = refused
+    ? `The API key was refused: ${error.message}. Enter a valid key.`
+    : "This dashboard's data needs an API key (ask whoever runs the churn API). Enter it to continue.";
+  $("key-form").classList.toggle("refused", refused);
+  $("key-form").hidden = false;
+  $("key-input").value = "";
+  $("key-input").focus();
+  showError(null);
+  document.body.dataset.loaded = refused ? "key-refused" : "key-needed";
 }
 
 function showError(error) {
@@ -212,7 +250,7 @@ async function loadCallList() {
   } catch (error) {
     if (ticket !== callListTicket) return;
     $("call-list").dataset.state = "error";
-    showError(error);
+    if (error instanceof KeyNeeded) askForKey(error); else showError(error);
   }
 }
 
@@ -257,10 +295,36 @@ async function loadDay(date) {
     fillSegmentFilter();
     state.offset = 0;
     await loadCallList();
-    document.body.dataset.loaded = state.date;
+    if ($("call-list").dataset.state === "ready") document.body.dataset.loaded = state.date;
   } catch (error) {
+    if (error instanceof KeyNeeded) {
+      askForKey(error);
+      return;
+    }
     showError(error);
     document.body.dataset.loaded = "error";
+  }
+}
+
+// The CSV link streams straight to disk when no key is needed. With a key, the browser cannot add a
+// header to a plain link, so the file is fetched with the key and handed over as a download.
+async function downloadCsv(event) {
+  if (!apiKey) return;
+  event.preventDefault();
+  const link = $("csv-download");
+  try {
+    const response = await fetch(link.href, { headers: authHeaders() });
+    if (!response.ok) throw await failure(response, "customers/at-risk.csv");
+    const disposition = response.headers.get("Content-Disposition") || "";
+    const name = (disposition.match(/filename="([^"]+)"/) || [null, "call_list.csv"])[1];
+    const url = URL.createObjectURL(await response.blob());
+    const save = el("a", { href: url, download: name, hidden: "" });
+    document.body.append(save);
+    save.click();
+    save.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (error) {
+    if (error instanceof KeyNeeded) askForKey(error); else showError(error);
   }
 }
 
@@ -275,6 +339,22 @@ function fillDates(history) {
 }
 
 function wire() {
+  $("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const key = $("key-input").value.trim();
+    if (!key) return;
+    storeKey(key);
+    $("key-input").value = "";
+    $("key-form").hidden = true;
+    document.body.dataset.loaded = "loading";
+    loadDay(state.date);
+  });
+  $("forget-key").addEventListener("click", () => {
+    storeKey(null);
+    location.reload();
+  });
+  $("forget-key").hidden = !apiKey;
+  $("csv-download").addEventListener("click", downloadCsv);
   $("date-select").addEventListener("change", (event) => loadDay(event.target.value));
   for (const id of ["tier-filter", "segment-filter", "page-size"]) {
     $(id).addEventListener("change", () => { state.offset = 0; loadCallList(); });
