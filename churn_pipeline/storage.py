@@ -141,6 +141,7 @@ def build_table(spec: TableSpec, metadata: sa.MetaData) -> sa.Table:
         for name, column in spec.schema.columns.items()
     ]
     indexes = [sa.Index(f"ix_{spec.name}_{'_'.join(cols)}", *cols) for cols in spec.indexes]
+    indexes += [sa.Index(f"ux_{spec.name}_{'_'.join(cols)}", *cols, unique=True) for cols in spec.unique]
     return sa.Table(
         spec.name, metadata, *columns, *indexes,
         comment=spec.description, mysql_engine="InnoDB", mysql_charset="utf8mb4",

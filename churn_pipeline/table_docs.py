@@ -27,6 +27,8 @@ def render() -> str:
         per_day = f"yes, by `{spec.partition_column}`" if spec.partition_column else "no (append-only)"
         lines += [f"## `{spec.name}`", "", spec.description, "",
                   f"- Primary key: `{', '.join(spec.primary_key)}`", f"- Per day: {per_day}"]
+        if spec.unique:
+            lines.append("- Unique: " + "; ".join(f"`({', '.join(cols)})`" for cols in spec.unique))
         if spec.indexes:
             lines.append("- Indexes: " + "; ".join(f"`({', '.join(cols)})`" for cols in spec.indexes))
         lines += ["", "| column | MySQL type | null | meaning |", "|---|---|---|---|"]

@@ -261,8 +261,8 @@ def test_ddl_follows_schema(db_url, name):
         assert _type_name(actual["type"]) == expected_type(column, mysql), column_name
         assert actual["nullable"] == column.nullable, column_name
     assert tuple(inspector.get_pk_constraint(name)["constrained_columns"]) == spec.primary_key
-    indexes = {tuple(i["column_names"]) for i in inspector.get_indexes(name)}
-    assert indexes == set(spec.indexes)
+    indexes = {(tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(name)}
+    assert indexes == {(cols, False) for cols in spec.indexes} | {(cols, True) for cols in spec.unique}
 
     if mysql:
         with store.engine.connect() as conn:

@@ -19,7 +19,12 @@ from churn_pipeline.logic.features import build_features
 from churn_pipeline.logic.ingest import read_snapshot
 from churn_pipeline.logic.kpis import KpiAccumulator, business_kpis, segment_kpis
 from churn_pipeline.logic.modeling import train_churn_model
-from churn_pipeline.logic.scoring import plan_scores, score_customers, scored_chunks
+from churn_pipeline.logic.scoring import (
+    plan_scores,
+    score_customers,
+    scored_chunks,
+    scored_chunks_in_priority_order,
+)
 from churn_pipeline.settings import Settings
 from churn_pipeline.storage import FrameChunks, StorageError, TableStore
 from churn_pipeline.synthetic import generate_customers, write_snapshot
@@ -62,6 +67,18 @@ def test_scoring_in_chunks_gives_the_rows_of_scoring_all_at_once(day):
     assert (whole["priority_rank"].to_numpy() == np.arange(1, len(whole) + 1)).all()
     # the priority list is ranked by expected loss, then probability
     assert whole["expected_revenue_loss"].is_monotonic_decreasing
+
+
+def test_the_in_memory_pass_gives_the_same_rows_in_priority_order(day):
+    clean, features, model = day
+    pairs = list(zip(_chunked(clean, 400), _chunked(features, 400)))
+    plan = plan_scores(pairs, model, 12.0, cross_fit=True)
+    by_customer = pd.concat(list(scored_chunks(pairs, plan, model, "v-test")), ignore_index=True)
+    chunks = list(scored_chunks_in_priority_order(clean, features, plan, model, "v-test", chunk_rows=300))
+    assert all(len(c) == 300 for c in chunks[:-1])
+    by_priority = pd.concat(chunks, ignore_index=True)
+    assert (by_priority["priority_rank"].to_numpy() == np.arange(1, len(by_priority) + 1)).all()
+    pd.testing.assert_frame_equal(by_priority, by_customer.sort_values("priority_rank").reset_index(drop=True))
 
 
 def test_a_chunk_that_changed_between_the_passes_is_refused(day):

@@ -10,7 +10,12 @@ from churn_pipeline.dagster_types import frame_type, table_set_type
 from churn_pipeline.logic.drift import population_stability_index
 from churn_pipeline.logic.kpis import CLEAN_COLUMNS_FOR_KPIS, SCORED_COLUMNS_FOR_KPIS, KpiAccumulator
 from churn_pipeline.logic.modeling import ChurnModel
-from churn_pipeline.logic.scoring import CLEAN_COLUMNS_FOR_SCORING, plan_scores, scored_chunks
+from churn_pipeline.logic.scoring import (
+    CLEAN_COLUMNS_FOR_SCORING,
+    plan_scores,
+    scored_chunks,
+    scored_chunks_in_priority_order,
+)
 from churn_pipeline.partitions import daily_partitions
 from churn_pipeline.resources.pipeline_config import ChurnDatabase, PipelineConfig
 from churn_pipeline.storage import FrameChunks, PartitionHandle, read_aligned
@@ -56,10 +61,14 @@ def scored_customers(
 
     plan = plan_scores(chunks(), churn_model, pipeline.horizon_months,
                        cross_fit=churn_model.training_snapshot == context.partition_key)
-    rows = FrameChunks("scored_customers", scored_chunks(
-        chunks(), plan, churn_model, model_version=churn_model.version,
-        success_rate=pipeline.retention_success_rate, contact_cost=pipeline.contact_cost,
-    ))
+    money = {"success_rate": pipeline.retention_success_rate, "contact_cost": pipeline.contact_cost}
+    if clean_customers.frame is not None and customer_features.frame is not None:  # handed over: in key order
+        rows = FrameChunks("scored_customers", scored_chunks_in_priority_order(
+            clean_customers.frame[CLEAN_COLUMNS_FOR_SCORING], customer_features.frame, plan, churn_model,
+            model_version=churn_model.version, chunk_rows=pipeline.chunk_rows, **money))
+    else:
+        rows = FrameChunks("scored_customers", scored_chunks(chunks(), plan, churn_model,
+                                                             model_version=churn_model.version, **money))
     call_first = _CallFirst(5)
     rows.after_chunk.append(call_first.add)
     rows.after_all.append(call_first.metadata)
