@@ -2,9 +2,11 @@
 
 Why a second path: :func:`churn_pipeline.logic.serving.score_telco_frame` (cleaning, features, model,
 reasons, all in pandas) costs tens of milliseconds even for one row, nearly all of it pandas overhead.
-A single prediction here computes the same features, calls the same fitted estimators on a NumPy row
-and words the reasons with the same phrases: about 0.1 ms with a logistic regression, under 1 ms with
-LightGBM (its exact per-feature contributions, ``pred_contrib``, are most of that).
+A single prediction here computes its features with ``build_features``' own formulas
+(:func:`churn_pipeline.logic.features.feature_row`, on the customer typed as a clean row), calls the
+same fitted estimators on a NumPy row and words the reasons with the same phrases: about 0.1 ms with
+a logistic regression, under 1 ms with LightGBM (its exact per-feature contributions,
+``pred_contrib``, are most of that).
 
 Why it can be trusted: before a model serves, :meth:`Scorer.self_check` scores probe customers both
 ways (new customers, a tenure-0 customer, and customers the model was trained on, which take the
@@ -30,7 +32,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from churn_pipeline.constants import INTERNET_ADDON_COLUMNS, TELCO_COLUMNS
+from churn_pipeline.constants import TELCO_COLUMNS
+from churn_pipeline.logic import features
 from churn_pipeline.logic.estimators import BlendClassifier, contributions
 from churn_pipeline.logic.modeling import ChurnModel
 from churn_pipeline.logic.reasons import _MONTH_TO_MONTH, NO_REASON, PHRASES, TOP_REASONS
@@ -41,9 +44,6 @@ log = logging.getLogger(__name__)
 
 _NAMES = list(FEATURE_COLUMNS)
 _INDEX = {name: i for i, name in enumerate(_NAMES)}
-_ADDON_FEATURES = {column: name for column, name in zip(
-    INTERNET_ADDON_COLUMNS,
-    ("online_security", "online_backup", "device_protection", "tech_support", "streaming_tv", "streaming_movies"))}
 _CONTRACT_SLOTS = np.array([_INDEX[name] for name in sorted(_MONTH_TO_MONTH)])
 _NUMBER_INPUTS = {"SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges"}
 _PROBE_CUSTOMERS = 48
@@ -161,53 +161,37 @@ def fast_estimator(estimator: Any) -> _Fast:
 
 # ---- features and reasons of one customer -------------------------------------------------------
 
-def _flag(condition: bool) -> float:
-    return 1.0 if condition else 0.0
+def clean_values(customer: Any) -> dict[str, Any]:
+    """One validated :class:`TelcoCustomer` typed as a ``clean_customers`` row (the inputs of the features).
+
+    The API's validation has already done the cleaning's checks; what remains is its typing: Yes/No
+    as booleans, a new customer's missing bill as 0, numbers as floats."""
+    return {
+        "tenure_months": float(customer.tenure),
+        "monthly_charges": float(customer.MonthlyCharges),
+        "total_charges": 0.0 if customer.TotalCharges is None else float(customer.TotalCharges),
+        "senior_citizen": customer.SeniorCitizen == 1,
+        "gender": customer.gender,
+        "partner": customer.Partner == "Yes",
+        "dependents": customer.Dependents == "Yes",
+        "phone_service": customer.PhoneService == "Yes",
+        "multiple_lines": customer.MultipleLines,
+        "internet_service": customer.InternetService,
+        "online_security": customer.OnlineSecurity,
+        "online_backup": customer.OnlineBackup,
+        "device_protection": customer.DeviceProtection,
+        "tech_support": customer.TechSupport,
+        "streaming_tv": customer.StreamingTV,
+        "streaming_movies": customer.StreamingMovies,
+        "contract": customer.Contract,
+        "paperless_billing": customer.PaperlessBilling == "Yes",
+        "payment_method": customer.PaymentMethod,
+    }
 
 
 def feature_row(customer: Any) -> np.ndarray:
-    """The model inputs of one validated :class:`TelcoCustomer`, as ``build_features`` computes them."""
-    tenure = float(customer.tenure)
-    monthly = float(customer.MonthlyCharges)
-    total = 0.0 if customer.TotalCharges is None else float(customer.TotalCharges)
-    avg_billed = total / max(tenure, 1.0) if tenure > 0 else monthly
-    ratio = monthly / avg_billed if avg_billed > 0 else 1.0
-    month_to_month = customer.Contract == "Month-to-month"
-    internet, payment = customer.InternetService, customer.PaymentMethod
-    phone = _flag(customer.PhoneService == "Yes")
-    multiple = _flag(customer.MultipleLines == "Yes")
-    addons = {name: _flag(getattr(customer, column) == "Yes") for column, name in _ADDON_FEATURES.items()}
-    values = {
-        "tenure_months": tenure,
-        "monthly_charges": monthly,
-        "total_charges": total,
-        "avg_monthly_billed": avg_billed,
-        "charge_increase_ratio": ratio,
-        "log_tenure": np.log1p(tenure),
-        "log_total_charges": np.log1p(total),
-        "new_customer": _flag(tenure < 6),
-        "month_to_month_tenure": tenure * _flag(month_to_month),
-        "service_count": phone + multiple + _flag(internet != "No") + sum(addons.values()),
-        "senior_citizen": _flag(customer.SeniorCitizen == 1),
-        "is_male": _flag(customer.gender == "Male"),
-        "partner": _flag(customer.Partner == "Yes"),
-        "dependents": _flag(customer.Dependents == "Yes"),
-        "phone_service": phone,
-        "multiple_lines": multiple,
-        "internet_dsl": _flag(internet == "DSL"),
-        "internet_fiber": _flag(internet == "Fiber optic"),
-        **addons,
-        "contract_one_year": _flag(customer.Contract == "One year"),
-        "contract_two_year": _flag(customer.Contract == "Two year"),
-        "paperless_billing": _flag(customer.PaperlessBilling == "Yes"),
-        "pay_electronic_check": _flag(payment == "Electronic check"),
-        "pay_mailed_check": _flag(payment == "Mailed check"),
-        "pay_automatic": _flag(payment in ("Bank transfer (automatic)", "Credit card (automatic)")),
-        "month_to_month_echeck": _flag(month_to_month and payment == "Electronic check"),
-        "fiber_without_support": _flag(internet == "Fiber optic" and customer.TechSupport != "Yes"
-                                       and customer.OnlineSecurity != "Yes"),
-    }
-    return np.array([[values[name] for name in _NAMES]], dtype="float64")
+    """The model inputs of one validated :class:`TelcoCustomer`: ``build_features``' own formulas."""
+    return features.feature_row(clean_values(customer))
 
 
 def _money(value: float) -> str:
