@@ -39,6 +39,11 @@ CATEGORY_VALUES: dict[str, tuple[str, ...]] = {
     "PaymentMethod": PAYMENT_METHODS,
 }
 
+# Model candidates compared by nested cross-validation, as named in CHURN_MODEL_CANDIDATES (default: all).
+# Here rather than in logic.estimators, which builds them, so that settings can name them without
+# importing LightGBM and scikit-learn.
+MODEL_CANDIDATES: tuple[str, ...] = ("logistic_regression", "random_forest", "lightgbm", "blend")
+
 # Landing files: customers_YYYY-MM-DD.csv; the date is the daily partition key.
 SNAPSHOT_FILE_PREFIX = "customers_"
 SNAPSHOT_FILE_SUFFIX = ".csv"

@@ -13,11 +13,13 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from churn_pipeline.constants import MODEL_CANDIDATES
+
 DEFAULT_SCHEDULE_CRON = "0 2 * * *"
 DEFAULT_SCHEDULE_TIMEZONE = "UTC"
 DEFAULT_PARTITION_START = "2024-01-01"
 DEFAULT_HORIZON_MONTHS = 12
-DEFAULT_MODEL_CANDIDATES = "logistic_regression,random_forest,lightgbm,blend"
+DEFAULT_MODEL_CANDIDATES = ",".join(MODEL_CANDIDATES)
 
 
 def _float_env(name: str, default: float) -> float:

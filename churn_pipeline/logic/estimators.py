@@ -25,6 +25,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from churn_pipeline.constants import MODEL_CANDIDATES
+
 PARALLEL_EXPLAIN_ROWS = 20_000
 
 
@@ -87,15 +89,19 @@ def candidate_estimators(seed: int = 0, n_jobs: int = 2) -> dict[str, Any]:
         random_state=seed, n_jobs=n_jobs, verbose=-1,
     )
     forest = CalibratedForest(n_jobs=n_jobs, random_state=seed)
-    return {
+    candidates = {
         "logistic_regression": logistic,
         "random_forest": forest,
         "lightgbm": booster,
         "blend": BlendClassifier((("logistic_regression", logistic), ("lightgbm", booster))),
     }
+    if tuple(candidates) != CANDIDATE_NAMES:
+        raise AssertionError(f"candidate_estimators builds {tuple(candidates)}, constants.MODEL_CANDIDATES names "
+                             f"{CANDIDATE_NAMES}: keep the two in step")
+    return candidates
 
 
-CANDIDATE_NAMES = ("logistic_regression", "random_forest", "lightgbm", "blend")
+CANDIDATE_NAMES = MODEL_CANDIDATES  # the one list, in churn_pipeline.constants (settings reads it too)
 
 
 def parse_candidates(names: str) -> tuple[str, ...]:
