@@ -175,3 +175,17 @@ def test_build_features_keeps_its_schema(categorical):
     assert features[list(FEATURE_COLUMNS)].dtypes.eq("float64").all()
     assert str(features["snapshot_date"].dtype) == "datetime64[ns]" and str(features["churned"].dtype) == "boolean"
     CustomerFeatures.validate(features)
+
+
+def test_a_bill_average_below_a_cent_gives_finite_features_on_both_paths():
+    """TotalCharges of 1e-310 over 5 months made charge_increase_ratio infinite, which would stop the
+    whole day's scoring (the model refuses non-finite probabilities) for one hostile row."""
+    base = _typed(generate_customers(3, seed=4).drop(columns="Churn").astype(str).to_dict("records")[0])
+    customers = [{**base, "customerID": f"TINY-{i}", "tenure": 5, "MonthlyCharges": 70.0, "TotalCharges": total}
+                 for i, total in enumerate((1e-310, 1e-9, 0.04, 0.05))]
+    single, batch = _api_and_batch(customers)
+    assert_bitwise_equal(single, batch)
+    assert np.isfinite(batch).all()
+    ratio = batch[:, list(FEATURE_COLUMNS).index("charge_increase_ratio")]
+    assert ratio[:3].tolist() == [1.0, 1.0, 1.0]  # under a cent a month: no history to compare with
+    assert ratio[3] == pytest.approx(70.0 / 0.01)

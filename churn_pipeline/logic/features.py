@@ -33,6 +33,7 @@ FEATURE_INPUTS: tuple[str, ...] = (
     "phone_service", "multiple_lines", "internet_service", *_ADDONS, "contract", "paperless_billing",
     "payment_method",
 )
+MIN_AVERAGE_BILL = 0.01  # USD per month: below it charge_increase_ratio is 1 (no billing history to compare)
 _NUMBER_INPUTS = ("tenure_months", "monthly_charges", "total_charges")
 _FLAG_INPUTS = ("senior_citizen", "partner", "dependents", "phone_service", "paperless_billing")
 
@@ -67,7 +68,9 @@ def _formulas(c: Mapping[str, Any], p: _Primitives) -> dict[str, Any]:
     month_to_month = contract == "Month-to-month"
     # A new customer's average bill is the current bill; otherwise what was billed per month so far.
     avg_billed = where(tenure > 0, total / p.maximum(tenure, 1.0), monthly)
-    ratio = where(avg_billed > 0, monthly / where(avg_billed > 0, avg_billed, 1.0), 1.0)
+    # Under a cent a month billed is no history to compare with (and 1e-310 would make the ratio inf).
+    billed = avg_billed >= MIN_AVERAGE_BILL
+    ratio = where(billed, monthly / where(billed, avg_billed, 1.0), 1.0)
     addons = {name: flag(c[name] == "Yes") for name in _ADDONS}
     phone = flag(c["phone_service"])
     multiple = flag(c["multiple_lines"] == "Yes")
