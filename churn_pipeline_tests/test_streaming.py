@@ -20,6 +20,7 @@ from churn_pipeline.logic.ingest import read_snapshot
 from churn_pipeline.logic.kpis import KpiAccumulator, business_kpis, segment_kpis
 from churn_pipeline.logic.modeling import train_churn_model
 from churn_pipeline.logic.scoring import (
+    in_priority_order,
     plan_scores,
     score_customers,
     scored_chunks,
@@ -79,6 +80,21 @@ def test_the_in_memory_pass_gives_the_same_rows_in_priority_order(day):
     by_priority = pd.concat(chunks, ignore_index=True)
     assert (by_priority["priority_rank"].to_numpy() == np.arange(1, len(by_priority) + 1)).all()
     pd.testing.assert_frame_equal(by_priority, by_customer.sort_values("priority_rank").reset_index(drop=True))
+
+
+def test_rows_read_in_customer_order_are_written_in_priority_order_through_spill_files(day):
+    clean, features, model = day
+    pairs = list(zip(_chunked(clean, 400), _chunked(features, 400)))
+    plan = plan_scores(pairs, model, 12.0, cross_fit=False)
+    by_customer = list(scored_chunks(pairs, plan, model, "v-test"))
+    chunks = list(in_priority_order(iter(by_customer), total=len(plan), chunk_rows=250))
+    assert [len(c) for c in chunks[:-1]] == [250] * (len(chunks) - 1)
+    together = pd.concat(chunks, ignore_index=True)
+    assert (together["priority_rank"].to_numpy() == np.arange(1, len(plan) + 1)).all()
+    expected = pd.concat(by_customer, ignore_index=True).sort_values("priority_rank").reset_index(drop=True)
+    pd.testing.assert_frame_equal(together, expected)
+    with pytest.raises(ValueError, match="priority ranks outside"):
+        list(in_priority_order(iter(by_customer), total=len(plan) - 1, chunk_rows=250))
 
 
 def test_a_chunk_that_changed_between_the_passes_is_refused(day):

@@ -12,6 +12,7 @@ from churn_pipeline.logic.kpis import CLEAN_COLUMNS_FOR_KPIS, SCORED_COLUMNS_FOR
 from churn_pipeline.logic.modeling import ChurnModel
 from churn_pipeline.logic.scoring import (
     CLEAN_COLUMNS_FOR_SCORING,
+    in_priority_order,
     plan_scores,
     scored_chunks,
     scored_chunks_in_priority_order,
@@ -66,9 +67,10 @@ def scored_customers(
         rows = FrameChunks("scored_customers", scored_chunks_in_priority_order(
             clean_customers.frame[CLEAN_COLUMNS_FOR_SCORING], customer_features.frame, plan, churn_model,
             model_version=churn_model.version, chunk_rows=pipeline.chunk_rows, **money))
-    else:
-        rows = FrameChunks("scored_customers", scored_chunks(chunks(), plan, churn_model,
-                                                             model_version=churn_model.version, **money))
+    else:  # read from the database in customer order: re-ordered through local spill files
+        rows = FrameChunks("scored_customers", in_priority_order(
+            scored_chunks(chunks(), plan, churn_model, model_version=churn_model.version, **money),
+            total=len(plan), chunk_rows=pipeline.chunk_rows))
     call_first = _CallFirst(5)
     rows.after_chunk.append(call_first.add)
     rows.after_all.append(call_first.metadata)

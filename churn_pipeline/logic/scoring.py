@@ -7,6 +7,9 @@ The expected profit of a retention contact, ``p·s·m·H − c``, ranks the same
 
 from __future__ import annotations
 
+import os
+import pickle
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -116,6 +119,40 @@ def scored_chunks_in_priority_order(clean: pd.DataFrame, features: pd.DataFrame,
         rows = active_rows[positions]
         yield _scored_rows(clean.iloc[rows].reset_index(drop=True), features.iloc[rows].reset_index(drop=True),
                            positions, plan, model, model_version, success_rate, contact_cost)
+
+
+def in_priority_order(chunks: Iterable[pd.DataFrame], total: int, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Scored rows arriving in any order (customer order, from the database), re-emitted in priority
+    order ``chunk_rows`` at a time, in the memory of about one chunk: each arriving chunk is spilled
+    to local files by priority range (a bucket sort on disk), then the buckets are read back in order.
+
+    The table is keyed by priority, so rows written in that order append to its indexes; in customer
+    order a day of millions of rows would insert all over them (see ``scored_chunks_in_priority_order``
+    for the in-memory path)."""
+    with tempfile.TemporaryDirectory(prefix="churn-priority-") as folder:
+        buckets = max(1, -(-total // chunk_rows))
+        paths = [os.path.join(folder, f"{b:06d}.pickle") for b in range(buckets)]
+        for chunk in chunks:
+            ranks = chunk["priority_rank"].to_numpy()
+            if len(ranks) and (ranks.min() < 1 or ranks.max() > total):
+                raise ValueError(f"priority ranks outside 1..{total:,} in the scored rows")
+            bucket = (ranks - 1) // chunk_rows
+            for b in np.unique(bucket):
+                with open(paths[b], "ab") as spill:
+                    pickle.dump(chunk[bucket == b], spill, protocol=pickle.HIGHEST_PROTOCOL)
+        for path in paths:
+            if not os.path.exists(path):
+                continue
+            pieces = []
+            with open(path, "rb") as spill:
+                while True:
+                    try:
+                        pieces.append(pickle.load(spill))  # noqa: S301 - our own spill file, written above
+                    except EOFError:
+                        break
+            os.unlink(path)
+            yield pd.concat(pieces, ignore_index=True).sort_values("priority_rank", kind="stable").reset_index(
+                drop=True)
 
 
 def _scored_rows(clean: pd.DataFrame, features: pd.DataFrame, positions: np.ndarray, plan: ScorePlan,
