@@ -332,20 +332,21 @@ class TableStore:
             ordered = frame if order is None else frame.iloc[order]
             return self._bulk_insert_chunks(conn, table, spec, (
                 ordered.iloc[start:start + _LOAD_DATA_CHUNK_ROWS]
-                for start in range(0, len(frame), _LOAD_DATA_CHUNK_ROWS)))
+                for start in range(0, len(frame), _LOAD_DATA_CHUNK_ROWS)), in_key_order=True)
         return self._bulk_insert_chunks(conn, table, spec, iter([frame]))
 
     def _bulk_insert_chunks(self, conn: Connection, table: sa.Table, spec: TableSpec,
-                            chunks: Iterator[pd.DataFrame]) -> int:
+                            chunks: Iterator[pd.DataFrame], in_key_order: bool = False) -> int:
         """Insert chunks in order. On MySQL each chunk is one LOAD DATA LOCAL INFILE, and a thread prepares
         the next chunk (producing it, validating it, writing its text) while the server loads this one:
         client and server work at the same time on the two cores instead of taking turns. Any error,
-        on either side, stops both and propagates (the caller's transaction then rolls back)."""
+        on either side, stops both and propagates (the caller's transaction then rolls back).
+        ``in_key_order``: the chunks are slices of a frame already sorted by primary key (no re-sort)."""
         use_load_data = self.is_mysql and self.bulk_method in ("auto", "load_data")
         if not use_load_data:
             return sum(self._executemany(conn, table, spec, chunk) for chunk in chunks if not chunk.empty)
         done = 0
-        with _Prepared(spec, chunks) as prepared:
+        with _Prepared(spec, chunks, in_key_order) as prepared:
             for chunk, path in prepared:
                 if use_load_data:
                     try:
@@ -691,8 +692,8 @@ class _Prepared:
 
     _DONE = object()
 
-    def __init__(self, spec: TableSpec, chunks: Iterator[pd.DataFrame]):
-        self.spec, self.chunks = spec, chunks
+    def __init__(self, spec: TableSpec, chunks: Iterator[pd.DataFrame], in_key_order: bool = False):
+        self.spec, self.chunks, self.in_key_order = spec, chunks, in_key_order
         self.queue: queue.Queue = queue.Queue(maxsize=1)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._produce, name=f"prepare-{spec.name}", daemon=True)
@@ -710,7 +711,8 @@ class _Prepared:
                     continue
                 handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".tsv", delete=False)
                 with handle:
-                    _write_load_data_file(self.spec, chunk, handle, _primary_key_order(self.spec, chunk))
+                    order = None if self.in_key_order else _primary_key_order(self.spec, chunk)
+                    _write_load_data_file(self.spec, chunk, handle, order)
                 if not self._put((chunk, handle.name)):
                     os.unlink(handle.name)
                     return
