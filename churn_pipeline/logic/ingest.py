@@ -17,13 +17,33 @@ Line numbers are physical lines of the file (header = 1), also when a quoted val
 file without any ``"`` is parsed by pandas' C parser after a vectorised byte scan (the common,
 fast case), a file with quotes by the ``csv`` module, which reports where each record starts.
 Row-level problems are left to :mod:`churn_pipeline.logic.cleaning`.
+
+Chunked reading: :func:`open_snapshot` does every file-level check up front (the file, its size,
+the header and the byte scan, which reads the file in 16 MiB blocks and keeps only the line numbers
+of the data lines) and returns a :class:`Snapshot`, whose :meth:`Snapshot.chunks` streams the rows
+as DataFrames of at most ``chunk_rows`` rows, in file order, with the columns and values
+:func:`read_snapshot` returns (which is their concatenation). Memory is bounded by one chunk, never
+the whole file: at 5 million customers the snapshot as Python strings would take ~5 GB.
+
+- A quote-free file has been checked line by line by the scan: every file-level error (including
+  "header only") is raised by :func:`open_snapshot`, before any row is produced; pandas' C parser
+  then reads it ``chunk_rows`` rows at a time, and the line numbers come from the scan in order. If
+  the parser and the scan disagree on the number of rows (the file changed in between), the stream
+  stops with :class:`SnapshotFileError`.
+- A file with quotes is checked record by record by the ``csv`` module as the chunks are produced:
+  a damaged record late in the file is raised (with its line number) after earlier chunks were
+  yielded, and a file without a record raises "header only" when the stream ends. Whoever writes
+  the chunks must therefore write them in one transaction and roll back on error (as the IO
+  manager does with :class:`~churn_pipeline.storage.FrameChunks`).
 """
 
 from __future__ import annotations
 
 import csv
+import numbers
 import os
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,6 +62,8 @@ MAX_FIELD_BYTES = 65_535
 _FIELDS = len(TELCO_COLUMNS)
 _MAX_LINE_BYTES = _FIELDS * (MAX_FIELD_BYTES + 3)  # every field at the limit, quoted, plus commas
 _CHUNK_BYTES = 16 * 1024**2
+# Rows per chunk when read_snapshot reads a whole file (the chunks are then concatenated).
+_READ_CHUNK_ROWS = 100_000
 _BARE_CR = re.compile(rb"\r(?!\n)")
 
 
@@ -70,8 +92,111 @@ def max_file_bytes() -> int:
     return limit
 
 
-def read_snapshot(path: str | Path, snapshot_date: str, loaded_at: datetime | None = None) -> pd.DataFrame:
-    """The file's rows as ``raw_customers``: the 21 Telco columns as text plus load metadata."""
+class Snapshot:
+    """A landing file that passed every file-level check of :func:`open_snapshot`, ready to stream.
+
+    ``rows`` is the number of data rows when the byte scan counted them (a quote-free file), None
+    for a file with quotes (its records are only known while :meth:`chunks` parses it)."""
+
+    def __init__(self, path: Path, snapshot_date: str, header: list[str], lines: np.ndarray | None,
+                 file_bytes: int, loaded_at: pd.Timestamp):
+        self.path = path
+        self.snapshot_date = snapshot_date
+        self.file_bytes = file_bytes
+        self.loaded_at = loaded_at  # the same in every chunk
+        self._header = header
+        self._lines = lines
+
+    @property
+    def rows(self) -> int | None:
+        return None if self._lines is None else len(self._lines)
+
+    def __repr__(self) -> str:
+        return f"Snapshot({str(self.path)!r}, rows={self.rows})"
+
+    def chunks(self, chunk_rows: int = _READ_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+        """The rows as ``raw_customers`` frames of at most ``chunk_rows`` rows each, in file order
+        (index reset per chunk). Each call reads the file again. Raises :class:`SnapshotFileError`
+        while iterating for problems found only then (see the module docstring)."""
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, numbers.Integral) or chunk_rows <= 0:
+            raise ValueError(f"chunk_rows must be a positive whole number, got {chunk_rows!r}")
+        chunk_rows = int(chunk_rows)
+        if self._lines is None:
+            return self._quoted_chunks(chunk_rows)
+        return self._plain_chunks(chunk_rows)
+
+    def _raw(self, frame: pd.DataFrame, lines) -> pd.DataFrame:
+        frame = frame[list(TELCO_COLUMNS)].reset_index(drop=True)
+        meta = pd.DataFrame(
+            {
+                "snapshot_date": pd.Series(pd.Timestamp(self.snapshot_date), index=frame.index,
+                                           dtype="datetime64[ns]"),
+                "source_line": np.asarray(lines, dtype="int64"),
+                "source_file": self.path.name,
+                "loaded_at": pd.Series(self.loaded_at, index=frame.index, dtype="datetime64[ns]"),
+            },
+            index=frame.index,
+        )
+        return pd.concat([meta, frame], axis=1)
+
+    def _plain_chunks(self, chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """A quote-free file whose every line was checked by :func:`_scan`: pandas' C parser."""
+        path, lines = self.path, self._lines
+        expected = len(lines)
+        done = 0
+        try:
+            reader = pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig",
+                engine="c", quoting=csv.QUOTE_MINIMAL, skip_blank_lines=True, index_col=False,
+                chunksize=chunk_rows,
+            )
+        except OSError as error:
+            raise _unreadable(path, error) from None
+        except (ValueError, csv.Error) as error:  # ParserError and UnicodeDecodeError are ValueErrors
+            raise SnapshotFileError(f"{path}: {error}") from None
+        with reader:
+            while True:
+                frame = _next_parsed(path, reader)
+                if frame is None:
+                    break
+                if done + len(frame) > expected:  # the scan and the parser disagree: do not guess lines
+                    parsed = done + len(frame) + _rows_left(reader)
+                    raise SnapshotFileError(f"{path}: {parsed} rows parsed but {expected} data lines found")
+                if len(frame):
+                    yield self._raw(frame, lines[done:done + len(frame)])
+                    done += len(frame)
+        if done != expected:
+            raise SnapshotFileError(f"{path}: {done} rows parsed but {expected} data lines found")
+
+    def _quoted_chunks(self, chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """A file with quotes, record by record with the csv module: the line each record starts on."""
+        path, header = self.path, self._header
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        produced = 0
+        try:
+            handle = path.open("r", encoding="utf-8-sig", newline="")
+        except OSError as error:
+            raise _unreadable(path, error) from None
+        with handle:
+            for start, row in _records(path, handle, header):
+                rows.append(row)
+                lines.append(start)
+                if len(rows) == chunk_rows:
+                    yield self._raw(pd.DataFrame(rows, columns=header, dtype=object), lines)
+                    produced += len(rows)
+                    rows, lines = [], []
+        if rows:
+            yield self._raw(pd.DataFrame(rows, columns=header, dtype=object), lines)
+            produced += len(rows)
+        if not produced:
+            raise SnapshotFileError(f"{path}: header only, no customer rows")
+
+
+def open_snapshot(path: str | Path, snapshot_date: str, loaded_at: datetime | None = None) -> Snapshot:
+    """Check the landing file (existence, size, header, bytes and, without quotes, every line's
+    fields) and return it as a :class:`Snapshot` to stream with :meth:`Snapshot.chunks`.
+    ``loaded_at`` (default: now) is decided here, once for every chunk."""
     path = Path(path)
     if not path.is_file():
         raise SnapshotFileError(f"{path}: no snapshot file for {snapshot_date} (expected {path.name})")
@@ -83,25 +208,22 @@ def read_snapshot(path: str | Path, snapshot_date: str, loaded_at: datetime | No
         header = _read_header(path)
         _check_header(path, header)
         lines = _scan(path, header)
-        if lines is None:
-            frame, lines = _read_quoted(path, header)
-        else:
-            frame = _read_plain(path, len(lines))
     except OSError as error:
-        raise SnapshotFileError(f"{path}: cannot be read ({error.strerror or error})") from None
-    if frame.empty:
+        raise _unreadable(path, error) from None
+    if lines is not None and not len(lines):
         raise SnapshotFileError(f"{path}: header only, no customer rows")
-    frame = frame[list(TELCO_COLUMNS)]
-    meta = pd.DataFrame(
-        {
-            "snapshot_date": pd.Series(pd.Timestamp(snapshot_date), index=frame.index, dtype="datetime64[ns]"),
-            "source_line": np.asarray(lines, dtype="int64"),
-            "source_file": path.name,
-            "loaded_at": pd.Series(_utc_naive(loaded_at), index=frame.index, dtype="datetime64[ns]"),
-        },
-        index=frame.index,
-    )
-    return pd.concat([meta, frame], axis=1).reset_index(drop=True)
+    return Snapshot(path, snapshot_date, header, lines, size, _utc_naive(loaded_at))
+
+
+def read_snapshot(path: str | Path, snapshot_date: str, loaded_at: datetime | None = None) -> pd.DataFrame:
+    """The file's rows as ``raw_customers``: the 21 Telco columns as text plus load metadata (the
+    whole file at once: :func:`open_snapshot` streams it in chunks)."""
+    chunks = list(open_snapshot(path, snapshot_date, loaded_at).chunks(_READ_CHUNK_ROWS))
+    return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+
+
+def _unreadable(path: Path, error: OSError) -> SnapshotFileError:
+    return SnapshotFileError(f"{path}: cannot be read ({error.strerror or error})")
 
 
 def _utc_naive(moment: datetime | None) -> pd.Timestamp:
@@ -242,43 +364,50 @@ def _too_long(size: int) -> str:
     return f"has a value of {size:,} bytes, more than the {MAX_FIELD_BYTES:,} a raw value may hold"
 
 
-def _read_plain(path: Path, expected_rows: int) -> pd.DataFrame:
-    """A quote-free file whose every line was checked by :func:`_scan`: pandas' C parser."""
+def _next_parsed(path: Path, reader) -> pd.DataFrame | None:
+    """The parser's next chunk, None at the end; its errors as :class:`SnapshotFileError`."""
     try:
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig",
-            engine="c", quoting=csv.QUOTE_MINIMAL, skip_blank_lines=True, index_col=False,
-        )
+        return next(reader)
+    except StopIteration:
+        return None
+    except OSError as error:
+        raise _unreadable(path, error) from None
     except (ValueError, csv.Error) as error:  # ParserError and UnicodeDecodeError are ValueErrors
         raise SnapshotFileError(f"{path}: {error}") from None
-    if len(frame) != expected_rows:  # the scan and the parser disagree: do not guess line numbers
-        raise SnapshotFileError(f"{path}: {len(frame)} rows parsed but {expected_rows} data lines found")
-    return frame
 
 
-def _read_quoted(path: Path, header: list[str]) -> tuple[pd.DataFrame, list[int]]:
-    """A file with quotes, record by record with the csv module: the line each record starts on."""
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    with path.open("r", encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, strict=True)
-        start = 1
-        try:
-            next(reader)
+def _rows_left(reader) -> int:
+    """Rows the parser still finds (only to report how far it and the scan disagree)."""
+    left = 0
+    try:
+        for frame in reader:
+            left += len(frame)
+    except (OSError, ValueError, csv.Error):
+        pass
+    return left
+
+
+def _records(path: Path, handle, header: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """``(line, values)`` of each non-blank record of a file with quotes, checked as it is read."""
+    reader = csv.reader(handle, strict=True)
+    start = 1
+    try:
+        if next(reader, None) is None:  # the header (checked before); gone if the file was replaced
+            return
+        start = reader.line_num + 1
+        for row in reader:
+            if row:  # blank lines hold no customer
+                if len(row) != _FIELDS:
+                    raise SnapshotFileError(f"{path}: line {start} has {len(row)} fields, expected {_FIELDS} "
+                                            "(a truncated or damaged line)")
+                for column, value in enumerate(row):
+                    size = len(value.encode()) if len(value) * 4 > MAX_FIELD_BYTES else 0  # <= 4 bytes a char
+                    if size > MAX_FIELD_BYTES:
+                        raise SnapshotFileError(f"{path}: line {start}, column {column + 1} ({header[column]}) "
+                                                + _too_long(size))
+                yield start, row
             start = reader.line_num + 1
-            for row in reader:
-                if row:  # blank lines hold no customer
-                    if len(row) != _FIELDS:
-                        raise SnapshotFileError(f"{path}: line {start} has {len(row)} fields, expected {_FIELDS} "
-                                                "(a truncated or damaged line)")
-                    for column, value in enumerate(row):
-                        size = len(value.encode()) if len(value) * 4 > MAX_FIELD_BYTES else 0  # <= 4 bytes a char
-                        if size > MAX_FIELD_BYTES:
-                            raise SnapshotFileError(f"{path}: line {start}, column {column + 1} ({header[column]}) "
-                                                    + _too_long(size))
-                    rows.append(row)
-                    lines.append(start)
-                start = reader.line_num + 1
-        except csv.Error as error:
-            raise SnapshotFileError(f"{path}: line {start}: not valid CSV ({error})") from None
-    return pd.DataFrame(rows, columns=header, dtype=object), lines
+    except csv.Error as error:
+        raise SnapshotFileError(f"{path}: line {start}: not valid CSV ({error})") from None
+    except OSError as error:
+        raise _unreadable(path, error) from None
