@@ -561,41 +561,93 @@ class TableStore:
         self._ready.clear()
 
 
+class HandedRows:
+    """Rows this process has just committed for one table partition, in primary-key order: one frame or
+    the consecutive chunks of a stream (kept as they were written, so holding them costs no copy)."""
+
+    def __init__(self, pieces: Iterable[pd.DataFrame]):
+        self._pieces = [piece for piece in pieces if len(piece)]
+        self._whole: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return sum(len(piece) for piece in self._pieces)
+
+    @property
+    def bytes(self) -> int:
+        return sum(approximate_bytes(piece) for piece in self._pieces)
+
+    def whole(self) -> pd.DataFrame:
+        """All rows as one frame, index reset (built once, on first use; shared: do not modify)."""
+        if self._whole is None:
+            if len(self._pieces) == 1:
+                self._whole = self._pieces[0].reset_index(drop=True)
+            elif self._pieces:
+                self._whole = pd.concat(self._pieces, ignore_index=True)
+            else:
+                self._whole = pd.DataFrame()
+            self._pieces = [self._whole] if len(self._whole) else []
+        return self._whole
+
+    def chunks(self, columns: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """Slices of ``chunk_rows`` rows with ``columns`` (a copy of one chunk at a time, never of all)."""
+        if len(self._pieces) == 1:
+            frame = self._pieces[0]
+            for start in range(0, len(frame), chunk_rows):
+                yield frame.iloc[start:start + chunk_rows][columns].reset_index(drop=True)
+            return
+        yield from _exact_chunks((piece[columns] for piece in self._pieces), chunk_rows)
+
+
 @dataclass(frozen=True)
 class PartitionHandle:
     """One partition of one table, not yet read: what a streaming asset receives as its input.
 
     It reads on demand: a chunk at a time (:meth:`chunks`), aligned with another table's chunks
-    (:func:`read_aligned`), whole (:meth:`read`) or only counted (:meth:`count`). With ``frame`` (the
-    rows this process has just committed, in primary-key order; see :func:`in_key_order`) chunks are
-    slices of it instead of queries: same rows, no round trip."""
+    (:func:`read_aligned`), whole (:meth:`read`) or only counted (:meth:`count`). With ``handed`` (the
+    rows this process has just committed, in primary-key order; see :class:`HandedRows`) chunks are
+    slices of them instead of queries: same rows, no round trip."""
 
     store: TableStore
     table: str
     partition: str
-    frame: pd.DataFrame | None = None
+    handed: HandedRows | None = None
+
+    @property
+    def frame(self) -> pd.DataFrame | None:
+        """The handed-over rows as one frame (shared: do not modify), or None when they must be read."""
+        return None if self.handed is None else self.handed.whole()
 
     def chunks(self, columns: list[str] | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                where: sa.ColumnElement | None = None) -> Iterator[pd.DataFrame]:
-        if self.frame is None or where is not None:
+        if self.handed is None or where is not None:
             yield from self.store.read_chunks(self.table, self.partition, columns, where, chunk_rows=chunk_rows)
             return
-        frame = self.frame[columns or TABLES[self.table].columns]
-        for start in range(0, max(len(frame), 1), chunk_rows):
-            yield frame.iloc[start:start + chunk_rows].reset_index(drop=True)
+        if not len(self.handed):
+            yield pd.DataFrame(columns=columns or TABLES[self.table].columns)
+            return
+        yield from self.handed.chunks(columns or TABLES[self.table].columns, chunk_rows)
 
     def read(self, columns: list[str] | None = None) -> pd.DataFrame:
-        if self.frame is not None:
-            return self.frame[columns or TABLES[self.table].columns].copy()
+        if self.handed is not None:
+            return self.handed.whole()[columns or TABLES[self.table].columns].copy()
         return self.store.read(self.table, self.partition, columns)
 
     def count(self, where: sa.ColumnElement | None = None) -> int:
+        if self.handed is not None and where is None:
+            return len(self.handed)
         return self.store.count(self.table, self.partition, where)
 
     @property
     def columns(self) -> sa.ColumnCollection:
         """The table's columns, for ``where`` clauses."""
         return self.store.ensure_table(self.table).c
+
+
+def approximate_bytes(frame: pd.DataFrame) -> int:
+    """Memory of a frame without visiting every string (``deep=True`` would): ~64 bytes per text value."""
+    shallow = int(frame.memory_usage(index=False, deep=False).sum())
+    texts = sum(len(frame) for dtype in frame.dtypes if pd.api.types.is_object_dtype(dtype))
+    return shallow + 64 * texts
 
 
 def read_aligned(inputs: Mapping[str, tuple[PartitionHandle, list[str] | None]],
@@ -605,8 +657,8 @@ def read_aligned(inputs: Mapping[str, tuple[PartitionHandle, list[str] | None]],
     than the first (a stale or half-rebuilt day) is an error naming both, never a silent misalignment."""
     names = list(inputs)
     handles = [inputs[name][0] for name in names]
-    if any(handle.frame is None for handle in handles):  # in-memory rows and the database's collation order
-        handles = [dataclasses.replace(handle, frame=None) for handle in handles]  # may differ: read all
+    if any(handle.handed is None for handle in handles):  # in-memory rows and the database's collation order
+        handles = [dataclasses.replace(handle, handed=None) for handle in handles]  # may differ: read all
     readers = [handle.chunks(inputs[name][1], chunk_rows) for name, handle in zip(names, handles)]
     first_table = handles[0].table
     for chunks in zip(*readers, strict=False):
@@ -622,6 +674,11 @@ def read_aligned(inputs: Mapping[str, tuple[PartitionHandle, list[str] | None]],
         if next(reader, None) is not None:
             raise StorageError(f"{handle.table} for partition {handle.partition} holds more rows than "
                                f"{first_table}: rebuild it for that day")
+
+
+def is_in_key_order(table: str, frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` is sorted by its table's primary key (as :func:`in_key_order` would sort it)."""
+    return _primary_key_order(TABLES[table], frame) is None
 
 
 def in_key_order(table: str, frame: pd.DataFrame) -> pd.DataFrame:

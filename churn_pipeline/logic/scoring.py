@@ -7,9 +7,6 @@ The expected profit of a retention contact, ``p·s·m·H − c``, ranks the same
 
 from __future__ import annotations
 
-import os
-import pickle
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -19,6 +16,7 @@ import pandas as pd
 from churn_pipeline.logic.campaign import contact_profit
 from churn_pipeline.logic.modeling import ChurnModel
 from churn_pipeline.logic.reasons import top_reasons
+from churn_pipeline.logic.spill import bucket_sorted
 from churn_pipeline.schemas import ScoredCustomers
 
 SEGMENT_COLUMNS = ("contract", "tenure_band", "internet_service", "payment_method")
@@ -129,30 +127,13 @@ def in_priority_order(chunks: Iterable[pd.DataFrame], total: int, chunk_rows: in
     The table is keyed by priority, so rows written in that order append to its indexes; in customer
     order a day of millions of rows would insert all over them (see ``scored_chunks_in_priority_order``
     for the in-memory path)."""
-    with tempfile.TemporaryDirectory(prefix="churn-priority-") as folder:
-        buckets = max(1, -(-total // chunk_rows))
-        paths = [os.path.join(folder, f"{b:06d}.pickle") for b in range(buckets)]
-        for chunk in chunks:
-            ranks = chunk["priority_rank"].to_numpy()
-            if len(ranks) and (ranks.min() < 1 or ranks.max() > total):
-                raise ValueError(f"priority ranks outside 1..{total:,} in the scored rows")
-            bucket = (ranks - 1) // chunk_rows
-            for b in np.unique(bucket):
-                with open(paths[b], "ab") as spill:
-                    pickle.dump(chunk[bucket == b], spill, protocol=pickle.HIGHEST_PROTOCOL)
-        for path in paths:
-            if not os.path.exists(path):
-                continue
-            pieces = []
-            with open(path, "rb") as spill:
-                while True:
-                    try:
-                        pieces.append(pickle.load(spill))  # noqa: S301 - our own spill file, written above
-                    except EOFError:
-                        break
-            os.unlink(path)
-            yield pd.concat(pieces, ignore_index=True).sort_values("priority_rank", kind="stable").reset_index(
-                drop=True)
+    def bucket_of(chunk: pd.DataFrame) -> np.ndarray:
+        ranks = chunk["priority_rank"].to_numpy()
+        if ranks.min() < 1 or ranks.max() > total:
+            raise ValueError(f"priority ranks outside 1..{total:,} in the scored rows")
+        return (ranks - 1) // chunk_rows
+
+    yield from bucket_sorted(chunks, bucket_of, -(-total // chunk_rows), ["priority_rank"], prefix="churn-priority-")
 
 
 def _scored_rows(clean: pd.DataFrame, features: pd.DataFrame, positions: np.ndarray, plan: ScorePlan,

@@ -36,7 +36,16 @@ from churn_pipeline.logic.modeling import ChurnModel
 from churn_pipeline.model_runs import ModelRegistry
 from churn_pipeline.model_store import ModelStoreError
 from churn_pipeline.settings import mask_url
-from churn_pipeline.storage import FrameChunks, PartitionHandle, StorageError, TableStore, in_key_order
+from churn_pipeline.storage import (
+    FrameChunks,
+    HandedRows,
+    PartitionHandle,
+    StorageError,
+    TableStore,
+    approximate_bytes,
+    in_key_order,
+    is_in_key_order,
+)
 
 
 def _tables(context: dg.OutputContext) -> list[str]:
@@ -61,45 +70,66 @@ def _failures_explained():
 
 
 class _Handoff:
-    """Committed frames of the current run, keyed by (database, run, table, partition), within a byte budget."""
+    """Committed rows of the current run, keyed by (database, run, table, partition), within a byte budget."""
 
     def __init__(self):
-        self._frames: OrderedDict[tuple, tuple[pd.DataFrame, str, int]] = OrderedDict()
+        self._rows: OrderedDict[tuple, tuple[HandedRows, str, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def put(self, key: tuple, frame: pd.DataFrame, policy: str, budget: int) -> None:
-        size = _approximate_bytes(frame)
+    def put(self, key: tuple, rows: HandedRows, policy: str, budget: int) -> None:
+        size = rows.bytes
         with self._lock:
-            for other in [k for k in self._frames if k[:2] != key[:2]]:  # another run or database: done with
-                del self._frames[other]
-            self._frames.pop(key, None)
+            for other in [k for k in self._rows if k[:2] != key[:2]]:  # another run or database: done with
+                del self._rows[other]
+            self._rows.pop(key, None)
             if size > budget:
                 return
-            while self._frames and sum(n for *_, n in self._frames.values()) + size > budget:
-                self._frames.popitem(last=False)  # the oldest first
-            self._frames[key] = (frame, policy, size)
+            while self._rows and sum(n for *_, n in self._rows.values()) + size > budget:
+                self._rows.popitem(last=False)  # the oldest first
+            self._rows[key] = (rows, policy, size)
 
-    def take(self, key: tuple) -> pd.DataFrame | None:
+    def take(self, key: tuple) -> HandedRows | None:
+        """The rows (shared with later consumers under the ``keep`` policy: never modify them)."""
         with self._lock:
-            entry = self._frames.get(key)
+            entry = self._rows.get(key)
             if entry is None:
                 return None
-            frame, policy, _ = entry
+            rows, policy, _ = entry
             if policy == "once":
-                del self._frames[key]
-                return frame
-        return frame.copy()  # several consumers: none may change what the next one gets
+                del self._rows[key]
+            return rows
 
     def clear(self) -> None:
         with self._lock:
-            self._frames.clear()
+            self._rows.clear()
 
 
-def _approximate_bytes(frame: pd.DataFrame) -> int:
-    """Memory of a frame without visiting every string (``deep=True`` would): ~64 bytes per text value."""
-    shallow = int(frame.memory_usage(index=False, deep=False).sum())
-    texts = sum(len(frame) for dtype in frame.dtypes if pd.api.types.is_object_dtype(dtype))
-    return shallow + 64 * texts
+class _Collector:
+    """Keeps the chunks of a stream as they go to the database, for the hand-over, while they fit
+    ``budget`` bytes and arrive in primary-key order; gives up (and lets them go) otherwise."""
+
+    def __init__(self, table: str, budget: int):
+        self.table, self.budget = table, budget
+        self.pieces: list[pd.DataFrame] | None = []
+        self.size = 0
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        if self.pieces is None or not len(chunk):
+            return
+        self.size += approximate_bytes(chunk)
+        if self.size > self.budget or not self._follows(chunk):
+            self.pieces = None
+            return
+        self.pieces.append(chunk)
+
+    def _follows(self, chunk: pd.DataFrame) -> bool:
+        """Whether ``chunk`` is sorted by primary key and starts after the previous chunk ended."""
+        if not is_in_key_order(self.table, chunk):
+            return False
+        return not self.pieces or is_in_key_order(self.table, pd.concat([self.pieces[-1].iloc[-1:], chunk.iloc[:1]]))
+
+    def rows(self) -> HandedRows | None:
+        return None if self.pieces is None else HandedRows(self.pieces)
 
 
 HANDOFF = _Handoff()
@@ -144,14 +174,22 @@ class SqlTableIOManager(dg.ConfigurableIOManager):
             asset = context.asset_key.to_user_string()
             raise dg.Failure(f"{asset} produced tables {sorted(frames)}, expected {tables}", allow_retries=False)
         partition = _partition(context)
+        policy = (context.definition_metadata or {}).get("handoff")
+        handing = policy in ("once", "keep") and self.handoff_mb and _run_id(context) is not None
+        budget = self.handoff_mb * 2**20
+        collectors = {}
+        if handing:
+            for table, frame in frames.items():
+                if isinstance(frame, FrameChunks):
+                    collectors[table] = _Collector(table, budget)
+                    frame.after_chunk.append(collectors[table].add)
         with _failures_explained():
             written = self._store().write(frames, partition=partition)
-        policy = (context.definition_metadata or {}).get("handoff")
-        if policy in ("once", "keep") and self.handoff_mb and _run_id(context) is not None:
+        if handing:
             for table, frame in frames.items():
-                if isinstance(frame, pd.DataFrame):
-                    HANDOFF.put(self._handoff_key(context, table, partition), in_key_order(table, frame),
-                                policy, self.handoff_mb * 2**20)
+                rows = collectors[table].rows() if table in collectors else HandedRows([in_key_order(table, frame)])
+                if rows is not None:
+                    HANDOFF.put(self._handoff_key(context, table, partition), rows, policy, budget)
         finished = {}
         for frame in frames.values():
             if isinstance(frame, FrameChunks):
@@ -175,7 +213,7 @@ class SqlTableIOManager(dg.ConfigurableIOManager):
                   for table in tables}
         if (context.definition_metadata or {}).get("load") == "lazy":
             if handed[tables[0]] is not None:
-                return PartitionHandle(store, tables[0], partition, frame=handed[tables[0]])
+                return PartitionHandle(store, tables[0], partition, handed=handed[tables[0]])
             with _failures_explained():
                 if not store.has_rows(tables[0], partition):
                     raise dg.Failure(
@@ -183,9 +221,9 @@ class SqlTableIOManager(dg.ConfigurableIOManager):
                         f"{upstream.asset_key.to_user_string()} for that day first", allow_retries=False,
                     )
             return PartitionHandle(store, tables[0], partition)
-        with _failures_explained():
-            frames = {table: handed[table] if handed[table] is not None else store.read(table, partition=partition)
-                      for table in tables}
+        with _failures_explained():  # a copy of handed rows: the consumer may change its frame
+            frames = {table: handed[table].whole().copy() if handed[table] is not None
+                      else store.read(table, partition=partition) for table in tables}
         for table, frame in frames.items():
             if frame.empty and table == tables[0]:
                 raise dg.Failure(
