@@ -97,7 +97,8 @@ def table_set_type(name: str, tables: tuple[str, ...]) -> dg.DagsterType:
         failures = [result.description for t in tables if not (result := validate_table(t, value[t])).success]
         if failures:
             return dg.TypeCheck(False, "\n".join(failures))
-        return dg.TypeCheck(True, metadata={f"{t} rows": len(value[t]) for t in tables})
+        return dg.TypeCheck(True, metadata={f"{t} rows": len(value[t]) for t in tables
+                                            if isinstance(value[t], pd.DataFrame)})
 
     return dg.DagsterType(
         type_check_fn=check,

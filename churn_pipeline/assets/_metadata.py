@@ -7,6 +7,9 @@ import dagster as dg
 from churn_pipeline.dagster_types import table_schema
 from churn_pipeline.schemas import TABLES
 
+# An input that arrives as a PartitionHandle (see the IO manager): read chunk by chunk, never whole.
+LAZY = dg.AssetIn(metadata={"load": "lazy"})
+
 
 def table_metadata(*tables: str) -> dict:
     """Column schema and table name(s); several tables are written together in one transaction."""

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from churn_pipeline.assets._metadata import table_metadata
+from churn_pipeline.assets._metadata import LAZY, table_metadata
 from churn_pipeline.dagster_types import frame_type, table_set_type
 from churn_pipeline.logic.drift import population_stability_index
 from churn_pipeline.logic.kpis import CLEAN_COLUMNS_FOR_KPIS, SCORED_COLUMNS_FOR_KPIS, KpiAccumulator
@@ -22,9 +22,6 @@ from churn_pipeline.resources.pipeline_config import ChurnDatabase, PipelineConf
 from churn_pipeline.storage import FrameChunks, PartitionHandle, read_aligned
 
 KPI_TABLES = ("business_kpis", "segment_kpis")
-
-
-LAZY = dg.AssetIn(metadata={"load": "lazy"})  # a PartitionHandle: read chunk by chunk, never whole
 
 
 @dg.asset(

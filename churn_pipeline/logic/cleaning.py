@@ -26,11 +26,14 @@ and ``0001-ABCDE`` are the same key in ``clean_customers``' primary key.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from churn_pipeline.constants import CATEGORY_VALUES, INTERNET_ADDON_COLUMNS, TELCO_COLUMNS
+from churn_pipeline.logic.spill import range_bounds
 from churn_pipeline.schemas import ID_LENGTH, TENURE_BANDS, CleanCustomers, RejectedCustomers
 
 REASON_CODES = (
@@ -141,6 +144,14 @@ def _category(values: pd.Series, column: str, problems: _Problems) -> pd.Series:
 
 def clean_snapshot(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split raw rows into (clean_customers, rejected_customers)."""
+    typed, problems = _checked_rows(raw)
+    _judge_duplicates(typed, problems)
+    valid = ~problems.any()
+    return _typed_clean(typed[valid]), _rejected(raw, problems, np.flatnonzero(~valid))
+
+
+def _checked_rows(raw: pd.DataFrame) -> tuple[pd.DataFrame, _Problems]:
+    """Every raw row typed (NaN where a value is unusable) and the problems of each row on its own."""
     values = {c: per_distinct(raw[c], lambda v: v.astype(str).str.strip()) for c in TELCO_COLUMNS}
     problems = _Problems(len(raw))
 
@@ -211,8 +222,14 @@ def clean_snapshot(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         index=raw.index,
     )
 
+    return typed, problems
+
+
+def _judge_duplicates(typed: pd.DataFrame, problems: _Problems) -> None:
+    """Adds the duplicate problems: judged among otherwise valid rows, on the normalised values, with
+    ids ignoring case. The first of exact repeats is kept; every copy of a conflicting id is rejected."""
     valid = ~problems.any()
-    # Duplicates are judged among otherwise valid rows, on the normalised values; ids ignoring case.
+    customer_id = typed["customer_id"]
     value_columns = [c for c in typed.columns if c != "snapshot_date"]
     key = customer_id.str.upper()
     candidates = typed[valid]
@@ -226,11 +243,108 @@ def clean_snapshot(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         exact_repeat = candidates.duplicated(subset=value_columns, keep="first").reindex(typed.index, fill_value=False)
         problems.add(exact_repeat & ~conflict, "duplicate_row",
                      "repeat of an earlier line for customerID {value}", customer_id)
-        valid = ~problems.any()
 
-    clean = _typed_clean(typed[valid])
-    rejected = _rejected(raw, problems, np.flatnonzero(~valid))
-    return clean, rejected
+
+def id_keys(customer_ids: pd.Series) -> pd.Series:
+    """The identity of raw ``customerID`` values as duplicate detection compares them: stripped,
+    upper-cased (MySQL's collation ignores case)."""
+    return customer_ids.astype(str).str.strip().str.upper()
+
+
+@dataclass(frozen=True)
+class IdScan:
+    """What one pass over the day's ``customerID`` column tells the streaming split (:class:`CleanStream`)."""
+
+    rows: int
+    repeated: np.ndarray  # hashes of the ids (see id_keys) on more than one row; 8 bytes a row at most
+    bounds: np.ndarray  # customer-id range boundaries for re-ordering clean rows by key (see bucket_of)
+
+    def bucket_of(self, clean: pd.DataFrame) -> np.ndarray:
+        """Each clean row's key range: ranges are contiguous in ``customer_id`` order."""
+        return np.searchsorted(self.bounds, clean["customer_id"].to_numpy().astype(str), side="right")
+
+    @property
+    def buckets(self) -> int:
+        return len(self.bounds) + 1
+
+
+def scan_ids(customer_id_chunks: Iterable[pd.Series], rows_per_bucket: int, sample_every: int = 100) -> IdScan:
+    """Ids occurring more than once (by hash) and key ranges of about ``rows_per_bucket`` rows (from a
+    sample of every ``sample_every``-th id), from the ``customerID`` column alone, chunk by chunk."""
+    hashes, sample = [], []
+    rows = 0
+    for chunk in customer_id_chunks:
+        keys = id_keys(chunk)
+        hashes.append(pd.util.hash_array(keys.to_numpy(dtype=object)))
+        first = (-rows) % sample_every
+        sample.append(chunk.iloc[first::sample_every].astype(str).str.strip().to_numpy().astype(str))
+        rows += len(chunk)
+    every = np.concatenate(hashes) if hashes else np.empty(0, dtype="uint64")
+    repeated = np.unique(every[pd.Series(every).duplicated(keep=False).to_numpy()])
+    sampled = np.concatenate(sample) if sample else np.empty(0, dtype=str)
+    return IdScan(rows, repeated, range_bounds(sampled, -(-rows // max(1, rows_per_bucket))))
+
+
+class CleanStream:
+    """:func:`clean_snapshot` for a day too large to hold: raw chunks in, clean chunks out.
+
+    A row is judged on its own values chunk by chunk. Only a row whose id occurs more than once in
+    the day (``repeated``, from :func:`scan_ids`: a hash collision only makes a row wait)
+    needs the others: valid ones are held back, with their raw values, and judged together when the
+    stream ends, exactly as :func:`clean_snapshot` judges them (the first of exact repeats kept, every
+    copy of a conflicting id rejected). The split is therefore the same as ``clean_snapshot`` on the
+    whole day. Rejected rows are kept (they are few) and available once the clean stream is consumed.
+    """
+
+    def __init__(self, repeated: np.ndarray):
+        self.repeated = np.asarray(repeated, dtype="uint64")  # see IdScan.repeated
+        self.rows_read = 0
+        self.clean_rows = 0
+        self.labelled = 0
+        self.churned = 0
+        self.finished = False
+        self._rejected: list[pd.DataFrame] = []
+        self._held: list[pd.DataFrame] = []
+
+    def clean_chunks(self, raw_chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        """The clean rows, chunk by chunk in arrival order; the held rows that survive come last."""
+        for raw in raw_chunks:
+            if not len(raw):
+                continue
+            self.rows_read += len(raw)
+            typed, problems = _checked_rows(raw)
+            valid = ~problems.any()
+            held = valid & np.isin(pd.util.hash_array(id_keys(raw["customerID"]).to_numpy(dtype=object)),
+                                   self.repeated)
+            if (~valid).any():
+                self._rejected.append(_rejected(raw, problems, np.flatnonzero(~valid)))
+            if held.any():
+                self._held.append(raw[held])
+            yield from self._counted(_typed_clean(typed[valid & ~held]))
+        if self._held:
+            clean, rejected = clean_snapshot(pd.concat(self._held, ignore_index=True))
+            self._held = []
+            self._rejected.append(rejected)
+            yield from self._counted(clean)
+        self.finished = True
+
+    def _counted(self, clean: pd.DataFrame) -> Iterator[pd.DataFrame]:
+        if len(clean):
+            self.clean_rows += len(clean)
+            labels = clean["churned"]
+            self.labelled += int(labels.notna().sum())
+            self.churned += int(labels.fillna(False).astype(bool).sum())
+            yield clean
+
+    def rejected(self) -> pd.DataFrame:
+        """Every rejected row of the day, in file order (only once the clean stream is consumed)."""
+        if not self.finished:
+            raise RuntimeError("the rejected rows are known only once every clean row has gone through")
+        if not self._rejected:
+            return _rejected(pd.DataFrame(columns=["snapshot_date", "source_line", *TELCO_COLUMNS]),
+                             _Problems(0), np.empty(0, dtype="int64"))
+        return pd.concat(self._rejected, ignore_index=True).sort_values("source_line", kind="stable").reset_index(
+            drop=True)
 
 
 def _typed_clean(frame: pd.DataFrame) -> pd.DataFrame:
