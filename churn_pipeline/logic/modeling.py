@@ -1,5 +1,10 @@
 """Training the churn model: nested model selection, cross-fitted scores, metrics for the card.
 
+Which labelled customers train is decided by :func:`training_sample` from their ids and labels only,
+so a day held in memory (:func:`train_churn_model` on the whole frame) and a day streamed from the
+database in chunks (:func:`training_rows_from_chunks`, never the whole partition at once) train on
+the same customers and give the same model.
+
 Leakage rule (DESIGN.md): a customer is never scored by a model that saw that customer's label.
 Training keeps the k outer fold models and which fold held each training customer out;
 :meth:`ChurnModel.predict_proba` with ``cross_fit=True`` scores a training customer with the fold
@@ -12,6 +17,7 @@ probabilities stay calibrated (sum of p close to the number of churners); the ca
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,13 +178,17 @@ def train_churn_model(
     so the reported out-of-fold metrics never come from folds that informed the choice. Above
     ``selection_rows`` labelled rows the choice is made once, on a stratified sample of that size
     (the optimism of one choice among four is negligible at that size, and it keeps training linear).
+
+    The training rows are the labelled rows of the customers :func:`training_sample` picks (all of
+    them up to ``max_training_rows``), in customer order: rows already reduced to that sample (see
+    :func:`training_rows_from_chunks`) train exactly the model the whole frame trains.
     """
-    # In customer order before sampling: the same customers give the same sample and the same model
-    # whatever order the rows arrived in (from the database, or handed over in memory).
-    labelled = features[features["churned"].notna()].sort_values("customer_id", kind="stable")
-    if len(labelled) > max_training_rows:
-        labelled = _stratified_sample(labelled, max_training_rows, seed).sort_values("customer_id", kind="stable")
-    labelled = labelled.reset_index(drop=True)
+    # Only the chosen rows are copied: a day of millions of customers handed over in memory is not.
+    chosen = training_sample(features[["customer_id", "churned"]], max_training_rows, seed)
+    keep = features["churned"].notna().to_numpy()
+    if len(chosen) < keep.sum():
+        keep &= features["customer_id"].isin(chosen).to_numpy()
+    labelled = features[keep].sort_values("customer_id", kind="stable").reset_index(drop=True)
     y = labelled["churned"].astype(bool).to_numpy(dtype="int64")
     positives = int(y.sum())
     if len(labelled) < MIN_TRAINING_ROWS or min(positives, len(y) - positives) < MIN_CLASS_ROWS:
@@ -238,6 +248,59 @@ def train_churn_model(
         churn_rate=float(y.mean()),
         oof_probabilities=pd.Series(oof, index=labelled["customer_id"].to_numpy()),
     )
+
+
+def training_sample(ids_and_labels: pd.DataFrame, max_rows: int = DEFAULT_MAX_TRAINING_ROWS,
+                    seed: int = 0) -> np.ndarray:
+    """The ids of the customers that train the model, in ``customer_id`` order.
+
+    ``ids_and_labels`` holds ``customer_id`` (unique) and ``churned``; unlabelled rows are ignored.
+    Every labelled customer trains, or, above ``max_rows``, a sample stratified by label. The rows are
+    put in customer order before sampling, so the same customers and labels give the same sample
+    whatever order they arrived in (from the database, or handed over in memory) and whatever other
+    columns came with them.
+    """
+    labelled = ids_and_labels.loc[ids_and_labels["churned"].notna().to_numpy(), ["customer_id", "churned"]]
+    labelled = labelled.sort_values("customer_id", kind="stable")
+    if len(labelled) > max_rows:
+        labelled = _stratified_sample(labelled, max_rows, seed).sort_values("customer_id", kind="stable")
+    return labelled["customer_id"].to_numpy(dtype=object)
+
+
+def training_rows_from_chunks(ids_and_labels: Iterable[pd.DataFrame], feature_chunks: Iterable[pd.DataFrame],
+                              max_rows: int = DEFAULT_MAX_TRAINING_ROWS, seed: int = 0) -> pd.DataFrame:
+    """The rows :func:`train_churn_model` would train on, gathered in two passes over a day in chunks.
+
+    First pass (``ids_and_labels``: chunks of ``customer_id`` and ``churned``): the ids and labels
+    of the labelled customers only (ids as compact Arrow strings), from which :func:`training_sample`
+    picks the training customers. Second pass (``feature_chunks``: chunks of the feature rows, read
+    only once the first pass is done): the rows of those customers. Memory is the ids and labels of
+    the day plus at most ``max_rows`` feature rows, never the whole day. ``train_churn_model`` on the
+    result (with the same ``max_rows`` and ``seed``) gives the model it gives on the whole day.
+    """
+    ids = [_compact_ids(chunk.loc[chunk["churned"].notna().to_numpy(), ["customer_id", "churned"]])
+           for chunk in ids_and_labels]
+    chosen = training_sample(pd.concat(ids, ignore_index=True) if ids else
+                             pd.DataFrame({"customer_id": [], "churned": pd.array([], dtype="boolean")}),
+                             max_rows, seed)
+    del ids
+    parts = [chunk[chunk["churned"].notna().to_numpy() & chunk["customer_id"].isin(chosen).to_numpy()]
+             for chunk in feature_chunks]
+    if not parts:
+        raise TrainingError("no feature rows to train on")
+    rows = pd.concat(parts, ignore_index=True)
+    if len(rows) != len(chosen):
+        raise TrainingError(f"{len(chosen)} customers were chosen to train but {len(rows)} labelled feature rows "
+                            "of them were read: the day changed while it was being read; run it again")
+    return rows
+
+
+def _compact_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """``customer_id`` as Arrow strings (about 20 bytes per id instead of about 70 for a Python str)."""
+    try:
+        return frame.assign(customer_id=frame["customer_id"].astype("string[pyarrow]"))
+    except ImportError:  # pragma: no cover - pyarrow is a declared dependency
+        return frame
 
 
 def _stratified_sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
