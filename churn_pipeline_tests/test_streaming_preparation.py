@@ -121,3 +121,31 @@ def test_the_graph_streams_preparation_in_small_chunks_and_hands_rows_over(tmp_p
     assert metadata["rows_read"].value == len(clean) + len(rejected)
     assert metadata["rejected_rows"].value == len(rejected)
     HANDOFF.clear()
+
+
+def test_rows_kept_for_pairing_are_dropped_once_a_later_table_does_not_fit(tmp_path, monkeypatch):
+    """handoff_mb = 1 and 3,500 customers: the raw snapshot does not fit (cleaning reads it back), the
+    clean rows fit (features read them from memory), the features do not: the clean rows are then
+    dropped as well, scoring and KPIs read both from the database, and the tables are the same."""
+    reads: list[str] = []
+    original = TableStore.read_chunks
+
+    def counting(self, name, *args, **kwargs):
+        reads.append(name)
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(TableStore, "read_chunks", counting)
+    settings = dataclasses.replace(
+        Settings.from_env(), data_dir=tmp_path, landing_dir=tmp_path / "landing", model_dir=tmp_path / "models",
+        db_url=f"sqlite:///{tmp_path / 'churn.db'}", db_url_from_env=False, model_candidates="logistic_regression",
+    )
+    write_snapshot(generate_customers(3500, seed=8), settings.landing_dir, DAY)
+    resources = build_resources(settings)
+    io = resources["io_manager"]
+    resources["io_manager"] = type(io)(**{**io._get_non_default_public_field_values(), "handoff_mb": 1})
+    HANDOFF.clear()
+    result = dg.materialize(ALL_ASSETS, partition_key=DAY, resources=resources)
+    assert result.success
+    assert reads.count("raw_customers") == 2  # the id scan and the cleaning pass
+    assert reads.count("clean_customers") == 3  # scoring's two passes and the KPIs; features read memory
+    assert not HANDOFF._rows  # nothing of the run is kept

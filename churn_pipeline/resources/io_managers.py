@@ -16,7 +16,10 @@ same run (an asset's ``metadata={"handoff": "once" | "keep"}``: dropped at the f
 several consumers), within ``handoff_mb``. A step that finds them skips reading back what the
 database already holds (at 1M customers ~20 s for the raw snapshot alone); a step in another process,
 a retry or another run reads the database as before. The database stays the record: rows are kept
-only after their COMMIT, and in the order a read returns (primary key).
+only after their COMMIT, and in the order a read returns (primary key). A streamed table is kept as
+the chunks that were written (no copy), if they arrive in key order and fit. Once a ``keep`` table
+of the run does not fit, the run's kept rows are dropped too: the steps that pair them with it read
+the database anyway (at 5M customers that frees ~0.7 GB of clean rows for scoring).
 """
 
 from __future__ import annotations
@@ -99,6 +102,13 @@ class _Handoff:
                 del self._rows[key]
             return rows
 
+    def drop_run(self, key: tuple) -> None:
+        """Forget every entry of ``key``'s database and run: a table of the day outgrew the budget, so
+        its consumers read the database anyway, and rows kept for pairing with it would only hold memory."""
+        with self._lock:
+            for other in [k for k in self._rows if k[:2] == key[:2]]:
+                del self._rows[other]
+
     def clear(self) -> None:
         with self._lock:
             self._rows.clear()
@@ -156,7 +166,7 @@ class SqlTableIOManager(dg.ConfigurableIOManager):
         description="auto (LOAD DATA LOCAL INFILE on MySQL, batched INSERT if refused) | load_data | executemany",
     )
     handoff_mb: int = Field(
-        default=2048, ge=0,
+        default=1024, ge=0,
         description="Memory for handing committed rows to the next steps of the same run in this process (0: off)",
     )
 
@@ -187,9 +197,13 @@ class SqlTableIOManager(dg.ConfigurableIOManager):
             written = self._store().write(frames, partition=partition)
         if handing:
             for table, frame in frames.items():
+                key = self._handoff_key(context, table, partition)
                 rows = collectors[table].rows() if table in collectors else HandedRows([in_key_order(table, frame)])
-                if rows is not None:
-                    HANDOFF.put(self._handoff_key(context, table, partition), rows, policy, budget)
+                if rows is None or rows.bytes > budget:
+                    if policy == "keep":  # later steps pair this table with the earlier ones: all read the database
+                        HANDOFF.drop_run(key)
+                    continue
+                HANDOFF.put(key, rows, policy, budget)
         finished = {}
         for frame in frames.values():
             if isinstance(frame, FrameChunks):
