@@ -19,6 +19,10 @@ class CampaignPlan:
     list_size: int
     expected_profit: float
 
+    def __add__(self, other: CampaignPlan) -> CampaignPlan:
+        """The plan of two disjoint groups of customers (chunks of a day) together."""
+        return CampaignPlan(self.list_size + other.list_size, self.expected_profit + other.expected_profit)
+
 
 def contact_profit(expected_revenue_loss: np.ndarray, success_rate: float, contact_cost: float) -> np.ndarray:
     """Expected profit of contacting each customer."""
@@ -29,8 +33,12 @@ def contact_profit(expected_revenue_loss: np.ndarray, success_rate: float, conta
     return success_rate * np.asarray(expected_revenue_loss, dtype="float64") - contact_cost
 
 
-def best_campaign(profit_in_priority_order: np.ndarray) -> CampaignPlan:
-    """The list size (top of the priority list) with the highest total expected profit; 0 if none pays."""
-    cumulative = np.concatenate([[0.0], np.cumsum(profit_in_priority_order)])
-    size = int(np.argmax(cumulative))
-    return CampaignPlan(list_size=size, expected_profit=float(cumulative[size]))
+def best_campaign(profit: np.ndarray) -> CampaignPlan:
+    """The most profitable contact list: every customer whose contact pays (profit > 0).
+
+    Along the priority list the profit falls with the rank, so this is the top of the list down to
+    the last contact that pays. The rule needs no order: chunks of a day arriving in any order are
+    planned one by one and added (``CampaignPlan.__add__``)."""
+    profit = np.asarray(profit, dtype="float64")
+    pays = profit > 0
+    return CampaignPlan(list_size=int(pays.sum()), expected_profit=float(profit[pays].sum()))

@@ -14,6 +14,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
+from churn_pipeline.logic.campaign import CampaignPlan, best_campaign
 from churn_pipeline.logic.scoring import SEGMENT_COLUMNS
 from churn_pipeline.schemas import BusinessKpis, SegmentKpis
 
@@ -32,8 +33,9 @@ class KpiAccumulator:
         self.days: set = set()
         self.models: set[str] = set()
         self.active = 0
-        self.sums = defaultdict(float)  # probability, monthly, loss, loss per tier, campaign profit
-        self.counts = defaultdict(int)  # high-risk customers, campaign list size, labels known / churned
+        self.sums = defaultdict(float)  # probability, monthly, loss, loss per tier
+        self.counts = defaultdict(int)  # high-risk customers, labels known / churned
+        self.campaign = CampaignPlan(0, 0.0)
         # (segment type, value) -> [active, Σp, Σloss]; and -> [labels known, churned]
         self.segment_scores: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
         self.segment_labels: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -55,9 +57,7 @@ class KpiAccumulator:
         for tier in _TIERS:
             self.sums[f"loss_{tier}"] += float(loss[tiers == tier].sum())
         self.counts["high"] += int((tiers == "High").sum())
-        pays = profit > 0
-        self.counts["campaign"] += int(pays.sum())
-        self.sums["campaign"] += float(profit[pays].sum())
+        self.campaign += best_campaign(profit)
         for segment in SEGMENT_COLUMNS:
             grouped = pd.DataFrame({"value": scored[segment].astype(str), "p": p, "loss": loss}).groupby("value")
             stats = grouped.agg(n=("p", "size"), p=("p", "sum"), loss=("loss", "sum"))
@@ -115,8 +115,8 @@ class KpiAccumulator:
             "horizon_months": float(self.horizon_months),
             "contact_cost": float(self.contact_cost),
             "retention_success_rate": float(self.success_rate),
-            "campaign_list_size": self.counts["campaign"],
-            "campaign_expected_profit": self.sums["campaign"],
+            "campaign_list_size": self.campaign.list_size,
+            "campaign_expected_profit": self.campaign.expected_profit,
             "model_version": self._model,
         }
         frame = pd.DataFrame([row])
