@@ -48,3 +48,35 @@ def raw_frame(rows: list[dict], snapshot_date: str = "2024-03-01") -> pd.DataFra
         "loaded_at": pd.Series([pd.Timestamp("2024-03-02 01:02:03.456789")] * len(rows), dtype="datetime64[ns]"),
     })
     return pd.concat([meta, frame], axis=1)
+
+
+def local_settings(folder: Path, db_url: str | None = None, candidates: str = "logistic_regression"):
+    """Settings that keep everything (landing files, models, a SQLite database) under ``folder``."""
+    import dataclasses
+
+    from churn_pipeline.settings import Settings
+
+    return dataclasses.replace(
+        Settings.from_env(), data_dir=folder, landing_dir=folder / "landing", model_dir=folder / "models",
+        db_url=db_url or f"sqlite:///{folder / 'churn.db'}", db_url_from_env=False, model_candidates=candidates,
+    )
+
+
+def with_fields(resource, **changes):
+    """A copy of a Dagster resource with some fields changed (model_copy misses Dagster's own config)."""
+    return type(resource)(**{**resource._get_non_default_public_field_values(), **changes})
+
+
+def count_table_reads(monkeypatch) -> list[str]:
+    """The names of the tables read chunk by chunk from now on (TableStore.read_chunks), in order."""
+    from churn_pipeline.storage import TableStore
+
+    reads: list[str] = []
+    original = TableStore.read_chunks
+
+    def counting(self, name, *args, **kwargs):
+        reads.append(name)
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(TableStore, "read_chunks", counting)
+    return reads

@@ -28,6 +28,7 @@ from churn_pipeline.logic.scoring import (
 from churn_pipeline.settings import Settings
 from churn_pipeline.storage import FrameChunks, StorageError, TableStore
 from churn_pipeline.synthetic import generate_customers, write_snapshot
+from churn_pipeline_tests.helpers import count_table_reads
 
 DAY = "2024-05-01"
 
@@ -246,14 +247,7 @@ def test_every_chunk_of_a_stream_is_validated_before_it_is_written(sqlite_url, d
 def test_rows_handed_over_in_memory_give_the_tables_that_reading_back_gives(tmp_path, monkeypatch):
     """The IO manager hands each step's committed rows to the next steps of the run (no read-back);
     with the hand-over off every step reads the database. Both write the same tables and model."""
-    reads: list[str] = []
-    original = TableStore.read_chunks
-
-    def counting(self, name, *args, **kwargs):
-        reads.append(name)
-        return original(self, name, *args, **kwargs)
-
-    monkeypatch.setattr(TableStore, "read_chunks", counting)
+    reads = count_table_reads(monkeypatch)
     outputs = {}
     for handoff_mb in (2048, 0):
         folder = tmp_path / f"handoff_{handoff_mb}"

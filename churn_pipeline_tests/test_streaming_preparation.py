@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -16,9 +14,9 @@ from churn_pipeline.logic.features import build_features
 from churn_pipeline.logic.ingest import read_snapshot
 from churn_pipeline.logic.spill import bucket_sorted, range_bounds
 from churn_pipeline.resources.io_managers import HANDOFF
-from churn_pipeline.settings import Settings
 from churn_pipeline.storage import HandedRows, TableStore
 from churn_pipeline.synthetic import generate_customers, write_snapshot
+from churn_pipeline_tests.helpers import count_table_reads, local_settings, with_fields
 
 DAY = "2024-05-01"
 
@@ -96,15 +94,11 @@ def test_handed_rows_re_cut_the_pieces_of_a_stream_into_chunks(messy_raw):
 def test_the_graph_streams_preparation_in_small_chunks_and_hands_rows_over(tmp_path):
     """Chunks of 97 rows: clean_customers and customer_features equal cleaning and featurising the whole
     file at once, clean rows are stored in key order, and the committed chunks are handed over."""
-    settings = dataclasses.replace(
-        Settings.from_env(), data_dir=tmp_path, landing_dir=tmp_path / "landing", model_dir=tmp_path / "models",
-        db_url=f"sqlite:///{tmp_path / 'churn.db'}", db_url_from_env=False, model_candidates="logistic_regression",
-    )
+    settings = local_settings(tmp_path)
     path = write_snapshot(generate_customers(1500, seed=5, duplicate_rate=0.03, malformed_rate=0.02),
                           settings.landing_dir, DAY)
     resources = build_resources(settings)
-    pipeline = resources["pipeline"]
-    resources["pipeline"] = type(pipeline)(**{**pipeline._get_non_default_public_field_values(), "chunk_rows": 97})
+    resources["pipeline"] = with_fields(resources["pipeline"], chunk_rows=97)
     result = dg.materialize(ALL_ASSETS, partition_key=DAY, resources=resources)
     assert result.success
     store = TableStore(settings.db_url)
@@ -127,22 +121,11 @@ def test_rows_kept_for_pairing_are_dropped_once_a_later_table_does_not_fit(tmp_p
     """handoff_mb = 1 and 3,500 customers: the raw snapshot does not fit (cleaning reads it back), the
     clean rows fit (features read them from memory), the features do not: the clean rows are then
     dropped as well, scoring and KPIs read both from the database, and the tables are the same."""
-    reads: list[str] = []
-    original = TableStore.read_chunks
-
-    def counting(self, name, *args, **kwargs):
-        reads.append(name)
-        return original(self, name, *args, **kwargs)
-
-    monkeypatch.setattr(TableStore, "read_chunks", counting)
-    settings = dataclasses.replace(
-        Settings.from_env(), data_dir=tmp_path, landing_dir=tmp_path / "landing", model_dir=tmp_path / "models",
-        db_url=f"sqlite:///{tmp_path / 'churn.db'}", db_url_from_env=False, model_candidates="logistic_regression",
-    )
+    reads = count_table_reads(monkeypatch)
+    settings = local_settings(tmp_path)
     write_snapshot(generate_customers(3500, seed=8), settings.landing_dir, DAY)
     resources = build_resources(settings)
-    io = resources["io_manager"]
-    resources["io_manager"] = type(io)(**{**io._get_non_default_public_field_values(), "handoff_mb": 1})
+    resources["io_manager"] = with_fields(resources["io_manager"], handoff_mb=1)
     HANDOFF.clear()
     result = dg.materialize(ALL_ASSETS, partition_key=DAY, resources=resources)
     assert result.success
