@@ -18,6 +18,7 @@ from churn_pipeline_tests.test_api_support import (
     api_client,
     as_csv_frame,
     customers_json,
+    predict_each,
     prepared_database,
     sql,
 )
@@ -59,11 +60,7 @@ def test_single_batch_and_score_command_give_the_same_answers(client, db, tmp_pa
         customer["customerID"] = row["customer_id"]
     customers[7].update(tenure=0, TotalCharges=None)  # a brand-new customer is valid input
 
-    singles = []
-    for customer in customers:
-        response = client.post("/predict", json=customer)
-        assert response.status_code == 200, response.text
-        singles.append(response.json())
+    singles = predict_each(client, customers)
     batch = client.post("/predict/batch", json={"customers": customers})
     assert batch.status_code == 200, batch.text
     predictions = batch.json()["predictions"]

@@ -85,6 +85,16 @@ def api_client(settings: Settings, **config) -> TestClient:
     return TestClient(create_app(ApiConfig(settings=settings, **config)))
 
 
+def predict_each(client: TestClient, customers: list[dict]) -> list[dict]:
+    """``POST /predict`` for each customer in turn (each must answer 200): the single-customer answers."""
+    answers = []
+    for customer in customers:
+        response = client.post("/predict", json=customer)
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+    return answers
+
+
 def sql(url: str, query: str, **params) -> list[dict]:
     with TableStore(url).engine.connect() as conn:
         return [dict(r) for r in conn.execute(sa.text(query), params).mappings().all()]
