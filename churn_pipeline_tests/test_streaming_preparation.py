@@ -132,3 +132,20 @@ def test_rows_kept_for_pairing_are_dropped_once_a_later_table_does_not_fit(tmp_p
     assert reads.count("raw_customers") == 2  # the id scan and the cleaning pass
     assert reads.count("clean_customers") == 3  # scoring's two passes and the KPIs; features read memory
     assert not HANDOFF._rows  # nothing of the run is kept
+
+
+def test_a_day_whose_every_row_is_rejected_stops_at_features_with_a_clear_reason(tmp_path):
+    settings = local_settings(tmp_path)
+    frame = generate_customers(300, seed=2)
+    frame["Contract"] = "Forever"
+    write_snapshot(frame, settings.landing_dir, DAY)
+    result = dg.materialize(ALL_ASSETS, partition_key=DAY, resources=build_resources(settings), raise_on_error=False)
+    assert not result.success
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks["rows_accounted"]  # 300 read = 0 clean + 300 rejected
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert [e.step_key for e in failures] == ["customer_features"]
+    assert "no rows in clean_customers" in failures[0].event_specific_data.error.message
+    assert "every row rejected" in failures[0].event_specific_data.error.message
+    assert len(TableStore(settings.db_url).read("rejected_customers", partition=DAY)) == 300
+    HANDOFF.clear()

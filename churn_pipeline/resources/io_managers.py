@@ -225,25 +225,27 @@ class SqlTableIOManager(dg.ConfigurableIOManager):
         store = self._store()
         handed = {table: HANDOFF.take(self._handoff_key(context, table, partition)) if _run_id(context) else None
                   for table in tables}
+        def nothing_there() -> dg.Failure:
+            return dg.Failure(
+                f"no rows in {tables[0]} for partition {partition}: materialize "
+                f"{upstream.asset_key.to_user_string()} for that day first (if it ran, it kept no row of the "
+                "day: see its metadata, e.g. every row rejected)", allow_retries=False,
+            )
+
         if (context.definition_metadata or {}).get("load") == "lazy":
             if handed[tables[0]] is not None:
+                if not len(handed[tables[0]]):
+                    raise nothing_there()
                 return PartitionHandle(store, tables[0], partition, handed=handed[tables[0]])
             with _failures_explained():
                 if not store.has_rows(tables[0], partition):
-                    raise dg.Failure(
-                        f"no rows in {tables[0]} for partition {partition}: materialize "
-                        f"{upstream.asset_key.to_user_string()} for that day first", allow_retries=False,
-                    )
+                    raise nothing_there()
             return PartitionHandle(store, tables[0], partition)
         with _failures_explained():  # a copy of handed rows: the consumer may change its frame
-            frames = {table: handed[table].whole().copy() if handed[table] is not None
-                      else store.read(table, partition=partition) for table in tables}
-        for table, frame in frames.items():
-            if frame.empty and table == tables[0]:
-                raise dg.Failure(
-                    f"no rows in {table} for partition {partition}: materialize "
-                    f"{upstream.asset_key.to_user_string()} for that day first", allow_retries=False,
-                )
+            frames = {table: handed[table].whole().copy() if handed[table] is not None and len(handed[table])
+                      else store.read(table, partition=partition) for table in tables}  # typed even when empty
+        if frames[tables[0]].empty:
+            raise nothing_there()
         multi = bool((upstream.definition_metadata or {}).get("tables"))
         return frames if multi else frames[tables[0]]
 
