@@ -21,11 +21,15 @@ from churn_pipeline.maintenance import (
     prune_history_job,
     prune_history_schedule,
 )
+from churn_pipeline.memory import limit_malloc_arenas
 from churn_pipeline.resources.io_managers import ModelIOManager, SqlTableIOManager
 from churn_pipeline.resources.pipeline_config import ChurnDatabase, PipelineConfig
 from churn_pipeline.schedules import churn_nightly_job, churn_nightly_schedule
 from churn_pipeline.sensors import churn_failure_alert, landing_file_sensor
 from churn_pipeline.settings import Settings
+
+# Before any step thread exists: fewer malloc arenas keep a large run's memory down (see memory.py).
+limit_malloc_arenas()
 
 # What the retention team reads each morning; the inputs behind them are only as late as these.
 FRESH_ASSETS = ("scored_customers", "churn_kpis")
