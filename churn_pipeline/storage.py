@@ -694,9 +694,10 @@ class FrameChunks:
     ``chunks`` is consumed once. ``after_chunk`` callbacks see every chunk before it is written
     (validation, running totals); ``rows`` counts the rows that went through."""
 
-    def __init__(self, table: str, chunks: Iterable[pd.DataFrame]):
+    def __init__(self, table: str, chunks: Iterable[pd.DataFrame], expected_rows: int | None = None):
         self.table = table
         self._chunks = chunks
+        self.expected_rows = expected_rows  # a hint (at most this many rows): lets the hand-over decline early
         self._consumed = False
         self.rows = 0
         self.after_chunk: list = []

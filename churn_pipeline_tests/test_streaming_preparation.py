@@ -14,7 +14,7 @@ from churn_pipeline.logic.features import build_features
 from churn_pipeline.logic.ingest import read_snapshot
 from churn_pipeline.logic.spill import bucket_sorted, range_bounds
 from churn_pipeline.resources.io_managers import HANDOFF
-from churn_pipeline.storage import HandedRows, TableStore
+from churn_pipeline.storage import HandedRows, TableStore, approximate_bytes
 from churn_pipeline.synthetic import generate_customers, write_snapshot
 from churn_pipeline_tests.helpers import count_table_reads, local_settings, with_fields
 
@@ -149,3 +149,20 @@ def test_a_day_whose_every_row_is_rejected_stops_at_features_with_a_clear_reason
     assert "every row rejected" in failures[0].event_specific_data.error.message
     assert len(TableStore(settings.db_url).read("rejected_customers", partition=DAY)) == 300
     HANDOFF.clear()
+
+
+def test_the_hand_over_declines_a_stream_that_announces_more_rows_than_fit(messy_raw):
+    from churn_pipeline.resources.io_managers import _Collector
+
+    chunk = messy_raw.iloc[:100].reset_index(drop=True)
+    per_row = approximate_bytes(chunk) / len(chunk)
+    fits = _Collector("raw_customers", budget=int(per_row * 1000), expected_rows=900)
+    fits.add(chunk)
+    assert fits.rows() is not None and len(fits.rows()) == 100
+    too_many = _Collector("raw_customers", budget=int(per_row * 1000), expected_rows=5000)
+    too_many.add(chunk)  # declined at the first chunk: nothing held while the rest streams
+    assert too_many.rows() is None
+    unordered = _Collector("raw_customers", budget=10**9)
+    unordered.add(chunk.iloc[50:])
+    unordered.add(chunk.iloc[:50])  # a chunk before the previous one: not in key order, let go
+    assert unordered.rows() is None

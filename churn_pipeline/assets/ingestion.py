@@ -28,7 +28,7 @@ def raw_customers(context: dg.AssetExecutionContext, pipeline: PipelineConfig) -
         snapshot = open_snapshot(path, context.partition_key)
     except SnapshotFileError as error:
         raise dg.Failure(str(error), allow_retries=False) from None  # retrying cannot fix it
-    stream = FrameChunks("raw_customers", snapshot.chunks(pipeline.chunk_rows))
+    stream = FrameChunks("raw_customers", snapshot.chunks(pipeline.chunk_rows), expected_rows=snapshot.rows)
     stream.after_all.append(lambda: {"rows_read": stream.rows})  # counted as the chunks are written
     context.add_output_metadata(
         {"source_file": dg.MetadataValue.path(str(path)), "file_bytes": snapshot.file_bytes}

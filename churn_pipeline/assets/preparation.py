@@ -43,7 +43,7 @@ def clean_customers(context: dg.AssetExecutionContext, pipeline: PipelineConfig,
     split = CleanStream(ids.repeated)
     clean = FrameChunks("clean_customers", bucket_sorted(
         split.clean_chunks(raw_customers.chunks(chunk_rows=chunk_rows)), ids.bucket_of, ids.buckets,
-        ["customer_id"], prefix="churn-clean-"))
+        ["customer_id"], prefix="churn-clean-"), expected_rows=ids.rows)
 
     def rejected_rows():
         yield split.rejected()  # written after clean_customers, in the same transaction
@@ -81,7 +81,8 @@ def customer_features(context: dg.AssetExecutionContext, pipeline: PipelineConfi
     """Model-ready numeric features, one row per clean customer, with the churn label where known.
     The same code builds features for the `score` command and the API. Streams chunk by chunk."""
     features = FrameChunks("customer_features", (
-        build_features(chunk) for chunk in clean_customers.chunks(_FEATURE_SOURCE, pipeline.chunk_rows)))
+        build_features(chunk) for chunk in clean_customers.chunks(_FEATURE_SOURCE, pipeline.chunk_rows)),
+        expected_rows=clean_customers.count())
     labelled = Counter()
 
     def count_labels(chunk):

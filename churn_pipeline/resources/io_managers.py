@@ -118,15 +118,19 @@ class _Collector:
     """Keeps the chunks of a stream as they go to the database, for the hand-over, while they fit
     ``budget`` bytes and arrive in primary-key order; gives up (and lets them go) otherwise."""
 
-    def __init__(self, table: str, budget: int):
-        self.table, self.budget = table, budget
+    def __init__(self, table: str, budget: int, expected_rows: int | None = None):
+        self.table, self.budget, self.expected_rows = table, budget, expected_rows
         self.pieces: list[pd.DataFrame] | None = []
         self.size = 0
 
     def add(self, chunk: pd.DataFrame) -> None:
         if self.pieces is None or not len(chunk):
             return
-        self.size += approximate_bytes(chunk)
+        size = approximate_bytes(chunk)
+        if not self.pieces and self.expected_rows and size / len(chunk) * self.expected_rows > self.budget:
+            self.pieces = None  # the stream announced more rows than would fit: do not hold any
+            return
+        self.size += size
         if self.size > self.budget or not self._follows(chunk):
             self.pieces = None
             return
@@ -191,7 +195,7 @@ class SqlTableIOManager(dg.ConfigurableIOManager):
         if handing:
             for table, frame in frames.items():
                 if isinstance(frame, FrameChunks):
-                    collectors[table] = _Collector(table, budget)
+                    collectors[table] = _Collector(table, budget, frame.expected_rows)
                     frame.after_chunk.append(collectors[table].add)
         with _failures_explained():
             written = self._store().write(frames, partition=partition)
