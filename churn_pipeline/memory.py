@@ -19,7 +19,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import os
+
+from churn_pipeline.settings import int_env
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +30,8 @@ _M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
 
 
 def arena_max_from_env() -> int:
-    raw = os.environ.get(ARENA_MAX_ENV, "").strip()
-    if not raw:
-        return DEFAULT_ARENA_MAX
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{ARENA_MAX_ENV}={raw!r} is not a whole number (0 leaves glibc's default)") from None
-    if value < 0:
-        raise ValueError(f"{ARENA_MAX_ENV} must be 0 or more, got {value}")
-    return value
+    """``CHURN_MALLOC_ARENA_MAX`` if set (0 or more; 0 leaves glibc's default), else 2."""
+    return int_env(ARENA_MAX_ENV, DEFAULT_ARENA_MAX, minimum=0)
 
 
 def limit_malloc_arenas(arenas: int | None = None) -> bool:

@@ -32,6 +32,21 @@ def _float_env(name: str, default: float) -> float:
         raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
 
 
+def int_env(name: str, default: int, minimum: int, unit: str = "") -> int:
+    """A whole number from the environment (``default`` when unset or blank), at least ``minimum``;
+    anything else is an error naming the variable and the value."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number{unit}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be {minimum} or more, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path

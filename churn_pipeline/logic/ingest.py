@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import csv
 import numbers
-import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -51,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from churn_pipeline.constants import TELCO_COLUMNS, snapshot_file_name
+from churn_pipeline.settings import int_env
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # A snapshot far larger than any customer base we serve is a delivery mistake, not data.
@@ -80,16 +80,7 @@ def snapshot_path(landing_dir: str | Path, snapshot_date: str) -> Path:
 
 def max_file_bytes() -> int:
     """The size limit: ``CHURN_MAX_SNAPSHOT_BYTES`` if set, else 8 GiB."""
-    raw = os.environ.get(MAX_FILE_BYTES_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_FILE_BYTES
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise ValueError(f"{MAX_FILE_BYTES_ENV}={raw!r} is not a whole number of bytes") from None
-    if limit <= 0:
-        raise ValueError(f"{MAX_FILE_BYTES_ENV} must be positive, got {limit}")
-    return limit
+    return int_env(MAX_FILE_BYTES_ENV, DEFAULT_MAX_FILE_BYTES, minimum=1, unit=" of bytes")
 
 
 class Snapshot:
