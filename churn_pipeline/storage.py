@@ -589,13 +589,11 @@ class HandedRows:
         return self._whole
 
     def chunks(self, columns: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
-        """Slices of ``chunk_rows`` rows with ``columns`` (a copy of one chunk at a time, never of all)."""
-        if len(self._pieces) == 1:
-            frame = self._pieces[0]
-            for start in range(0, len(frame), chunk_rows):
-                yield frame.iloc[start:start + chunk_rows][columns].reset_index(drop=True)
-            return
-        yield from _exact_chunks((piece[columns] for piece in self._pieces), chunk_rows)
+        """Chunks of exactly ``chunk_rows`` rows (the last may be shorter) with ``columns``: each piece
+        is sliced before its columns are picked, so one chunk is copied at a time, never all rows."""
+        slices = (piece.iloc[start:start + chunk_rows][columns]
+                  for piece in self._pieces for start in range(0, len(piece), chunk_rows))
+        yield from _exact_chunks(slices, chunk_rows)
 
 
 @dataclass(frozen=True)
@@ -619,11 +617,8 @@ class PartitionHandle:
 
     def chunks(self, columns: list[str] | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                where: sa.ColumnElement | None = None) -> Iterator[pd.DataFrame]:
-        if self.handed is None or where is not None:
+        if self.handed is None or not len(self.handed) or where is not None:  # (no rows: typed, from the store)
             yield from self.store.read_chunks(self.table, self.partition, columns, where, chunk_rows=chunk_rows)
-            return
-        if not len(self.handed):
-            yield pd.DataFrame(columns=columns or TABLES[self.table].columns)
             return
         yield from self.handed.chunks(columns or TABLES[self.table].columns, chunk_rows)
 
