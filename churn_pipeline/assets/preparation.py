@@ -49,9 +49,9 @@ def clean_customers(context: dg.AssetExecutionContext, pipeline: PipelineConfig,
         yield split.rejected()  # written after clean_customers, in the same transaction
 
     rejected = FrameChunks("rejected_customers", rejected_rows())
+    reasons: Counter = Counter()
     rejected.after_chunk.append(lambda frame: reasons.update(
         code for codes in frame["reason_codes"] for code in codes.split(",")))
-    reasons: Counter = Counter()
     rejected.after_all.append(lambda: {
         "rows_read": split.rows_read,
         "clean_rows": split.clean_rows,

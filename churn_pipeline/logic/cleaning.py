@@ -258,6 +258,11 @@ def id_keys(customer_ids: pd.Series) -> pd.Series:
     return customer_ids.astype(str).str.strip().str.upper()
 
 
+def _id_hashes(customer_ids: pd.Series) -> np.ndarray:
+    """A 64-bit hash of each id as :func:`id_keys` compares them."""
+    return pd.util.hash_array(id_keys(customer_ids).to_numpy(dtype=object))
+
+
 @dataclass(frozen=True)
 class IdScan:
     """What one pass over the day's ``customerID`` column tells the streaming split (:class:`CleanStream`)."""
@@ -281,8 +286,7 @@ def scan_ids(customer_id_chunks: Iterable[pd.Series], rows_per_bucket: int, samp
     hashes, sample = [], []
     rows = 0
     for chunk in customer_id_chunks:
-        keys = id_keys(chunk)
-        hashes.append(pd.util.hash_array(keys.to_numpy(dtype=object)))
+        hashes.append(_id_hashes(chunk))
         first = (-rows) % sample_every
         sample.append(chunk.iloc[first::sample_every].astype(str).str.strip().to_numpy().astype(str))
         rows += len(chunk)
@@ -321,8 +325,7 @@ class CleanStream:
             self.rows_read += len(raw)
             typed, problems = _checked_rows(raw)
             valid = ~problems.any()
-            held = valid & np.isin(pd.util.hash_array(id_keys(raw["customerID"]).to_numpy(dtype=object)),
-                                   self.repeated)
+            held = valid & np.isin(_id_hashes(raw["customerID"]), self.repeated)
             if (~valid).any():
                 self._rejected.append(_rejected(raw, problems, np.flatnonzero(~valid)))
             if held.any():
