@@ -202,7 +202,10 @@ class SqlTableIOManager(dg.ConfigurableIOManager):
         if handing:
             for table, frame in frames.items():
                 key = self._handoff_key(context, table, partition)
-                rows = collectors[table].rows() if table in collectors else HandedRows([in_key_order(table, frame)])
+                if table in collectors:
+                    rows = collectors[table].rows()
+                else:  # a frame: sorted only if it will be kept
+                    rows = HandedRows([in_key_order(table, frame)]) if approximate_bytes(frame) <= budget else None
                 if rows is None or rows.bytes > budget:
                     if policy == "keep":  # later steps pair this table with the earlier ones: all read the database
                         HANDOFF.drop_run(key)
